@@ -1,0 +1,27 @@
+"""Identifiers: opaque strings with a type prefix."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+
+
+def new_id(prefix: str, nbytes: int = 10) -> str:
+    token = base64.b32encode(secrets.token_bytes(nbytes)).decode().rstrip("=").lower()
+    return f"{prefix}_{token}"
+
+
+def order_id_for(distributor_id: str, distributor_order_id: str) -> str:
+    """The deterministic id of an order: the same (distributor, its order id) always maps to
+    the same id, so a create can be routed to its host before the row exists and a duplicate
+    create collides on the primary key."""
+    digest = hashlib.sha256(f"{distributor_id}\x00{distributor_order_id}".encode()).digest()
+    return "ord_" + base64.b32encode(digest[:15]).decode().lower()
+
+
+def stable_shard(key: str, shards: int) -> int:
+    """A hash that is the same in every process (unlike `hash()`, which is salted)."""
+    if shards <= 0:
+        raise ValueError("shards must be positive")
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") % shards

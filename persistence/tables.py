@@ -1,0 +1,188 @@
+"""The schema, as SQLAlchemy Core tables. Alembic migrations create it; code reads it here."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from persistence.types import BigIntPK, UtcDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+suppliers = Table(
+    "suppliers",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("gateway", String(40), nullable=False),
+    Column("config", JSON, nullable=False),
+    Column("replicas", Integer, nullable=False, server_default="1"),
+    Column("status", String(20), nullable=False, server_default="active"),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+shows = Table(
+    "shows",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("supplier_id", String(40), ForeignKey("suppliers.id"), nullable=False),
+    Column("ref", String(120), nullable=False),
+    Column("title", String(300), nullable=False),
+    Column("city", String(100), nullable=False),
+    Column("category", String(60), nullable=False),
+    Column("venue", String(300), nullable=False),
+    Column("starts_at", UtcDateTime, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    UniqueConstraint("supplier_id", "ref", name="uq_shows_supplier_ref"),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("show_id", String(40), ForeignKey("shows.id"), nullable=False, index=True),
+    Column("ref", String(120), nullable=False),
+    Column("starts_at", UtcDateTime, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    UniqueConstraint("show_id", "ref", name="uq_sessions_show_ref"),
+)
+
+tiers = Table(
+    "tiers",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("session_id", String(40), ForeignKey("sessions.id"), nullable=False, index=True),
+    Column("ref", String(120), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("face_value", BigInteger, nullable=False),
+    Column("price", BigInteger, nullable=False),
+    Column("settlement_price", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("available", Integer, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    UniqueConstraint("session_id", "ref", name="uq_tiers_session_ref"),
+)
+
+distributors = Table(
+    "distributors",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("status", String(20), nullable=False, server_default="active"),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(60), primary_key=True),
+    # "admin" keys belong to the platform's operators; "distributor" keys to one distributor.
+    Column("owner_kind", String(20), nullable=False),
+    Column("distributor_id", String(40), ForeignKey("distributors.id"), nullable=True),
+    Column("key_type", String(20), nullable=False),
+    # AES-GCM ciphertext of an HMAC secret (never the secret itself) or an Ed25519 public key.
+    Column("secret_ciphertext", Text, nullable=True),
+    Column("public_key", Text, nullable=True),
+    Column("status", String(20), nullable=False, server_default="active"),
+    Column("expires_at", UtcDateTime, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=True),
+    Index("ix_api_keys_distributor", "distributor_id"),
+)
+
+grants = Table(
+    "grants",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("distributor_id", String(40), ForeignKey("distributors.id"), nullable=False),
+    Column("scope", String(20), nullable=False),
+    Column("value", String(200), nullable=True),
+    Column("valid_from", UtcDateTime, nullable=True),
+    Column("valid_until", UtcDateTime, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=True),
+    Index("ix_grants_distributor", "distributor_id"),
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", String(60), primary_key=True),
+    Column("distributor_id", String(40), ForeignKey("distributors.id"), nullable=False),
+    Column("distributor_order_id", String(128), nullable=False),
+    Column("supplier_id", String(40), ForeignKey("suppliers.id"), nullable=False),
+    Column("session_id", String(40), nullable=False),
+    Column("tier_id", String(40), nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("unit_price", BigInteger, nullable=False),
+    Column("settlement_price", BigInteger, nullable=False),
+    Column("face_value", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("delivery_method", String(20), nullable=False),
+    Column("delivery_status", String(20), nullable=False),
+    Column("buyer", JSON, nullable=False),
+    Column("delivery_address", Text, nullable=True),
+    Column("callback_url", Text, nullable=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("lock_expires_at", UtcDateTime, nullable=True),
+    Column("supplier_lock_ref", String(120), nullable=True),
+    Column("failure_reason", Text, nullable=True),
+    Column("version", Integer, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    UniqueConstraint("distributor_id", "distributor_order_id", name="uq_orders_distributor_ref"),
+    Index("ix_orders_status", "status"),
+    Index("ix_orders_supplier_status", "supplier_id", "status"),
+    Index("ix_orders_distributor_updated", "distributor_id", "updated_at", "id"),
+)
+
+order_history = Table(
+    "order_history",
+    metadata,
+    Column("id", BigIntPK, primary_key=True, autoincrement=True),
+    Column("order_id", String(60), ForeignKey("orders.id"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("reason", Text, nullable=True),
+    UniqueConstraint("order_id", "seq", name="uq_order_history_order_seq"),
+)
+
+tickets = Table(
+    "tickets",
+    metadata,
+    Column("order_id", String(60), ForeignKey("orders.id"), primary_key=True),
+    Column("code", String(120), primary_key=True),
+    Column("seat", String(120), nullable=True),
+)
+
+nonces = Table(
+    "nonces",
+    metadata,
+    Column("key_id", String(60), primary_key=True),
+    Column("nonce", String(64), primary_key=True),
+    Column("expires_at", UtcDateTime, nullable=False, index=True),
+)

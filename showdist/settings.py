@@ -1,0 +1,103 @@
+"""Settings in one typed place: environment variables with the SHOWDIST_ prefix.
+
+The embedded default needs none of them: a data folder (`.showdist/` in the working
+directory) holds the SQLite database, the master key for secrets at rest and the platform's
+Ed25519 signing seed, each generated on first use with owner-only permissions.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SHOWDIST_", extra="ignore")
+
+    data_dir: Path = Path(".showdist")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy async URL; default sqlite+aiosqlite in the data folder",
+    )
+    db_pool_size: int = 8
+    redis_url: str | None = None
+    master_key: SecretStr | None = Field(
+        default=None, description="base64 of 32 bytes; AES-GCM key for secrets at rest"
+    )
+    platform_key_seed: SecretStr | None = Field(
+        default=None, description="base64 of the 32-byte Ed25519 seed that signs callbacks"
+    )
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    serve_replicas: int = 1
+    ray_address: str | None = None
+    ray_namespace: str = "showdist"
+
+    order_hosts: int = 2
+    order_idle_seconds: float = 120.0  # an order actor idle this long is passivated
+    lock_ttl_seconds: int = 900
+    signature_window_seconds: int = 300
+    supplier_timeout_seconds: float = 5.0
+    supplier_max_concurrency: int = 64
+    timezone: str = "Asia/Shanghai"
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'showdist.db').resolve()}"
+
+    def resolved_master_key(self) -> bytes:
+        if self.master_key is not None:
+            return _b64_32(self.master_key.get_secret_value(), "SHOWDIST_MASTER_KEY")
+        return _b64_32(_read_or_create_secret(self.data_dir / "master.key"), "master.key")
+
+    def resolved_platform_seed(self) -> bytes:
+        if self.platform_key_seed is not None:
+            return _b64_32(self.platform_key_seed.get_secret_value(), "SHOWDIST_PLATFORM_KEY_SEED")
+        return _b64_32(_read_or_create_secret(self.data_dir / "platform_ed25519.seed"), "seed")
+
+    def with_resolved_secrets(self) -> Settings:
+        """A copy carrying the secrets themselves, to hand to processes on other machines."""
+        return self.model_copy(
+            update={
+                "database_url": self.resolved_database_url(),
+                "master_key": SecretStr(base64.b64encode(self.resolved_master_key()).decode()),
+                "platform_key_seed": SecretStr(
+                    base64.b64encode(self.resolved_platform_seed()).decode()
+                ),
+            }
+        )
+
+
+def _b64_32(value: str, name: str) -> bytes:
+    raw = base64.b64decode(value.strip(), validate=True)
+    if len(raw) != 32:
+        raise ValueError(f"{name} must be base64 of exactly 32 bytes")
+    return raw
+
+
+def _read_or_create_secret(path: Path) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = base64.b64encode(secrets.token_bytes(32)).decode()
+    # O_EXCL: when two processes race to create it, one wins and the other reads its value.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+    return value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
