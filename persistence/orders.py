@@ -1,0 +1,201 @@
+"""The order repository: load an order whole, insert a new one, save a move with a
+compare-and-set on its version (the new status, its history rows and its tickets in one
+transaction)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from domain.order import DeliveryMethod, HistoryEntry, IssuedTicket, Order
+from domain.status import DeliveryStatus, OrderStatus
+from persistence.tables import order_history, orders, tickets
+
+
+class StaleOrder(Exception):
+    """Another writer moved the order first; reload and decide again."""
+
+
+def _row_values(order: Order) -> dict[str, Any]:
+    return {
+        "status": order.status.value,
+        "delivery_status": order.delivery_status.value,
+        "lock_expires_at": order.lock_expires_at,
+        "supplier_lock_ref": order.supplier_lock_ref,
+        "failure_reason": order.failure_reason,
+        "updated_at": order.updated_at,
+    }
+
+
+class OrderRepository:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def get(self, order_id: str) -> Order | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(orders).where(orders.c.id == order_id))).first()
+            if row is None:
+                return None
+            hist = (
+                await conn.execute(
+                    select(order_history.c.status, order_history.c.at, order_history.c.reason)
+                    .where(order_history.c.order_id == order_id)
+                    .order_by(order_history.c.seq)
+                )
+            ).all()
+            tix = (
+                await conn.execute(
+                    select(tickets.c.code, tickets.c.seat)
+                    .where(tickets.c.order_id == order_id)
+                    .order_by(tickets.c.code)
+                )
+            ).all()
+        return _to_order(row._mapping, hist, tix)
+
+    async def insert_new(self, order: Order) -> bool:
+        """Insert a NEW order with its first history row; False if the id already exists."""
+        values = {
+            "id": order.id,
+            "distributor_id": order.distributor_id,
+            "distributor_order_id": order.distributor_order_id,
+            "supplier_id": order.supplier_id,
+            "session_id": order.session_id,
+            "tier_id": order.tier_id,
+            "quantity": order.quantity,
+            "unit_price": order.unit_price,
+            "settlement_price": order.settlement_price,
+            "face_value": order.face_value,
+            "currency": order.currency,
+            "delivery_method": order.delivery_method.value,
+            "buyer": order.buyer,
+            "delivery_address": order.delivery_address,
+            "callback_url": order.callback_url,
+            "request_hash": order.request_hash,
+            "version": order.version,
+            "created_at": order.created_at,
+            **_row_values(order),
+        }
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(insert(orders).values(values))
+                await self._write_history(conn, order, first_seq=0)
+        except IntegrityError:
+            return False
+        order.unsaved_history.clear()
+        return True
+
+    async def save(self, order: Order) -> None:
+        """Persist the moves made since load, if nobody else has moved the order since."""
+        first_seq = len(order.history) - len(order.unsaved_history)
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                update(orders)
+                .where(and_(orders.c.id == order.id, orders.c.version == order.version))
+                .values(version=order.version + 1, **_row_values(order))
+            )
+            if result.rowcount != 1:
+                raise StaleOrder(order.id)
+            await self._write_history(conn, order, first_seq=first_seq)
+            if (
+                order.tickets
+                and order.status is OrderStatus.FIXED
+                and any(e.status is OrderStatus.FIXED for e in order.unsaved_history)
+            ):
+                await conn.execute(
+                    insert(tickets),
+                    [{"order_id": order.id, "code": t.code, "seat": t.seat} for t in order.tickets],
+                )
+        order.version += 1
+        order.unsaved_history.clear()
+
+    @staticmethod
+    async def _write_history(conn: AsyncConnection, order: Order, *, first_seq: int) -> None:
+        if order.unsaved_history:
+            await conn.execute(
+                insert(order_history),
+                [
+                    {
+                        "order_id": order.id,
+                        "seq": first_seq + i,
+                        "status": e.status.value,
+                        "at": e.at,
+                        "reason": e.reason,
+                    }
+                    for i, e in enumerate(order.unsaved_history)
+                ],
+            )
+
+    async def list_for_distributor(
+        self,
+        distributor_id: str,
+        *,
+        status: str | None = None,
+        updated_since: datetime | None = None,
+        after: tuple[datetime, str] | None = None,
+        limit: int = 100,
+    ) -> list[Order]:
+        """Keyset page over (updated_at, id): stable under inserts and moves elsewhere."""
+        q = select(orders.c.id).where(orders.c.distributor_id == distributor_id)
+        if status:
+            q = q.where(orders.c.status == status)
+        if updated_since:
+            q = q.where(orders.c.updated_at >= updated_since)
+        if after:
+            q = q.where(
+                or_(
+                    orders.c.updated_at > after[0],
+                    and_(orders.c.updated_at == after[0], orders.c.id > after[1]),
+                )
+            )
+        q = q.order_by(orders.c.updated_at, orders.c.id).limit(limit)
+        async with self._engine.connect() as conn:
+            ids = [r[0] for r in (await conn.execute(q)).all()]
+        found = [await self.get(i) for i in ids]
+        return [o for o in found if o is not None]
+
+    async def ids_in_status(self, statuses: Sequence[OrderStatus], limit: int = 1000) -> list[str]:
+        q = (
+            select(orders.c.id)
+            .where(orders.c.status.in_([s.value for s in statuses]))
+            .order_by(orders.c.updated_at)
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            return [r[0] for r in (await conn.execute(q)).all()]
+
+
+def _to_order(m: Any, hist: Sequence[Any], tix: Sequence[Any]) -> Order:
+    history = [HistoryEntry(OrderStatus(h.status), h.at, h.reason) for h in hist]
+    return Order(
+        id=m["id"],
+        distributor_id=m["distributor_id"],
+        distributor_order_id=m["distributor_order_id"],
+        supplier_id=m["supplier_id"],
+        session_id=m["session_id"],
+        tier_id=m["tier_id"],
+        quantity=m["quantity"],
+        unit_price=m["unit_price"],
+        settlement_price=m["settlement_price"],
+        face_value=m["face_value"],
+        currency=m["currency"],
+        delivery_method=DeliveryMethod(m["delivery_method"]),
+        request_hash=m["request_hash"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        status=OrderStatus(m["status"]),
+        delivery_status=DeliveryStatus(m["delivery_status"]),
+        buyer=dict(m["buyer"]),
+        delivery_address=m["delivery_address"],
+        callback_url=m["callback_url"],
+        lock_expires_at=m["lock_expires_at"],
+        supplier_lock_ref=m["supplier_lock_ref"],
+        failure_reason=m["failure_reason"],
+        tickets=tuple(IssuedTicket(t.code, t.seat) for t in tix),
+        history=history,
+        version=m["version"],
+    )
