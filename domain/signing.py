@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import quote_from_bytes, unquote_to_bytes
@@ -113,7 +113,9 @@ def canonical_query(raw_query: str) -> str:
     # Work on the decoded bytes: UTF-8 byte order equals code point order for valid text, and
     # invalid UTF-8 still has a defined order and round-trips instead of becoming U+FFFD.
     pairs.sort()
-    return "&".join(f"{_encode_component(name)}={_encode_component(value)}" for name, value in pairs)
+    return "&".join(
+        f"{_encode_component(name)}={_encode_component(value)}" for name, value in pairs
+    )
 
 
 def _decode_component(component: str) -> bytes:
@@ -175,17 +177,31 @@ def verify_signature(key_type: KeyType, material: bytes, message: str, signature
     signature = _strict_b64decode(signature_b64)
     if signature is None:
         return False
-    payload = message.encode("utf-8")
-    if key_type == KeyType.HMAC:
-        expected = hmac.new(material, payload, hashlib.sha256).digest()
-        return hmac.compare_digest(expected, signature)
-    if key_type == KeyType.ED25519:
-        try:
-            Ed25519PublicKey.from_public_bytes(material).verify(signature, payload)
-        except (InvalidSignature, ValueError):
-            return False
-        return True
-    return False
+    # A dispatch table rather than if/elif: an unknown type (say, a bad database value from an
+    # untyped caller) must give False, not an exception.
+    verifier = _VERIFIERS.get(key_type)
+    if verifier is None:
+        return False
+    return verifier(material, message.encode("utf-8"), signature)
+
+
+def _verify_hmac(secret: bytes, payload: bytes, signature: bytes) -> bool:
+    expected = hmac.new(secret, payload, hashlib.sha256).digest()
+    return hmac.compare_digest(expected, signature)
+
+
+def _verify_ed25519(public_key: bytes, payload: bytes, signature: bytes) -> bool:
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, payload)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+_VERIFIERS: dict[KeyType, Callable[[bytes, bytes, bytes], bool]] = {
+    KeyType.HMAC: _verify_hmac,
+    KeyType.ED25519: _verify_ed25519,
+}
 
 
 def _strict_b64decode(text: str) -> bytes | None:

@@ -82,6 +82,25 @@ class CatalogRepository:
             ).first()
         return None if row is None else _supplier(row)
 
+    async def find_supplier_by_name(self, name: str) -> Supplier | None:
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(suppliers).where(suppliers.c.name == name).order_by(suppliers.c.id)
+                )
+            ).first()
+        return None if row is None else _supplier(row)
+
+    async def update_supplier_config(
+        self, supplier_id: str, config: dict[str, Any], now: datetime
+    ) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(suppliers)
+                .where(suppliers.c.id == supplier_id)
+                .values(config=config, updated_at=now)
+            )
+
     async def list_suppliers(self) -> list[Supplier]:
         async with self._engine.connect() as conn:
             rows = (await conn.execute(select(suppliers).order_by(suppliers.c.id))).all()
@@ -182,6 +201,18 @@ class CatalogRepository:
             show_status=r.show_status,
             session_status=r.session_status,
             item=CatalogItem(r.supplier_id, r.city, r.category, r.show_id, session_id),
+        )
+
+    async def list_shows(self) -> list[dict[str, Any]]:
+        q = select(shows).order_by(shows.c.updated_at, shows.c.id)
+        async with self._engine.connect() as conn:
+            return [dict(r._mapping) for r in (await conn.execute(q)).all()]
+
+    @staticmethod
+    def item_of(show: dict[str, Any], session_id: str | None = None) -> CatalogItem:
+        """Where a show (or one of its sessions) sits, for grant checks."""
+        return CatalogItem(
+            show["supplier_id"], show["city"], show["category"], show["id"], session_id
         )
 
     async def show_detail(self, show_id: str) -> dict[str, Any] | None:

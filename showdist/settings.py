@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     serve_replicas: int = 1
     ray_address: str | None = None
     ray_namespace: str = "showdist"
+    instance: str = Field(
+        default="showdist", description="names this platform's actors; one per database"
+    )
 
     order_hosts: int = 2
     order_idle_seconds: float = 120.0  # an order actor idle this long is passivated

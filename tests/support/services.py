@@ -73,12 +73,10 @@ def _pg_bin_dir() -> Path:
     default = Path(DEFAULT_PG_BIN)
     if (default / "pg_ctl").exists():
         return default
-    candidates = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"),
-        key=lambda p: int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0,
-    )
-    if candidates:
-        return Path(candidates[-1]).parent
+    versions = [Path(p).parent for p in glob.glob("/usr/lib/postgresql/*/bin/pg_ctl")]
+    versions.sort(key=lambda b: int(b.parent.name) if b.parent.name.isdigit() else 0)
+    if versions:
+        return versions[-1]
     found = shutil.which("pg_ctl")
     if found:
         return Path(found).parent
@@ -414,8 +412,7 @@ class RedisServer:
         finally:
             if not self._launch(timeout):
                 raise ServiceError(
-                    f"redis-server did not come back on port {self._port}:\n"
-                    + _tail(self.log_file)
+                    f"redis-server did not come back on port {self._port}:\n" + _tail(self.log_file)
                 )
 
     def __enter__(self) -> Self:

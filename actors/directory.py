@@ -1,0 +1,150 @@
+"""How order hosts reach suppliers: a directory from supplier id to the one place that
+talks to that supplier (its Ray actor, or in-process service in tests and tools)."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from actors.supplier_actor import SupplierActor, SupplierService, supplier_actor_name
+from persistence.catalog import CatalogRepository
+from suppliers.gateway import CallResult, IssueInfo, LockInfo, RefundInfo
+from suppliers.registry import build_gateway
+
+
+class SupplierPort(Protocol):
+    async def lock(
+        self, order_id: str, session_ref: str, tier_ref: str, quantity: int
+    ) -> CallResult[LockInfo]: ...
+    async def release(self, order_id: str) -> CallResult[None]: ...
+    async def issue(self, order_id: str) -> CallResult[IssueInfo]: ...
+    async def query_issue(self, order_id: str) -> CallResult[IssueInfo]: ...
+    async def refund(self, order_id: str) -> CallResult[RefundInfo]: ...
+    async def query_refund(self, order_id: str) -> CallResult[RefundInfo]: ...
+
+
+class SupplierDirectory(Protocol):
+    async def get(self, supplier_id: str) -> SupplierPort: ...
+
+
+class UnknownSupplier(LookupError):
+    pass
+
+
+class _ActorPort:
+    """A SupplierPort over a SupplierActor handle."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+
+    async def lock(
+        self, order_id: str, session_ref: str, tier_ref: str, quantity: int
+    ) -> CallResult[LockInfo]:
+        result: CallResult[LockInfo] = await self.handle.lock.remote(
+            order_id, session_ref, tier_ref, quantity
+        )
+        return result
+
+    async def release(self, order_id: str) -> CallResult[None]:
+        result: CallResult[None] = await self.handle.release.remote(order_id)
+        return result
+
+    async def issue(self, order_id: str) -> CallResult[IssueInfo]:
+        result: CallResult[IssueInfo] = await self.handle.issue.remote(order_id)
+        return result
+
+    async def query_issue(self, order_id: str) -> CallResult[IssueInfo]:
+        result: CallResult[IssueInfo] = await self.handle.query_issue.remote(order_id)
+        return result
+
+    async def refund(self, order_id: str) -> CallResult[RefundInfo]:
+        result: CallResult[RefundInfo] = await self.handle.refund.remote(order_id)
+        return result
+
+    async def query_refund(self, order_id: str) -> CallResult[RefundInfo]:
+        result: CallResult[RefundInfo] = await self.handle.query_refund.remote(order_id)
+        return result
+
+
+def supplier_actor_handle(
+    *,
+    instance: str,
+    namespace: str,
+    supplier_id: str,
+    gateway: str,
+    config: dict[str, Any],
+    max_concurrency: int,
+) -> Any:
+    """Get the supplier's actor, creating it if this is the first caller anywhere."""
+    return SupplierActor.options(  # type: ignore[attr-defined]
+        name=supplier_actor_name(instance, supplier_id),
+        namespace=namespace,
+        get_if_exists=True,
+        lifetime="detached",
+        max_concurrency=1000,
+        num_cpus=0,
+    ).remote(supplier_id, gateway, config, max_concurrency)
+
+
+class RaySupplierDirectory:
+    def __init__(
+        self,
+        catalog: CatalogRepository,
+        *,
+        instance: str,
+        namespace: str,
+        max_concurrency: int,
+    ) -> None:
+        self._catalog = catalog
+        self._instance = instance
+        self._namespace = namespace
+        self._max_concurrency = max_concurrency
+        self._ports: dict[str, _ActorPort] = {}
+
+    async def get(self, supplier_id: str) -> SupplierPort:
+        port = self._ports.get(supplier_id)
+        if port is None:
+            supplier = await self._catalog.get_supplier(supplier_id)
+            if supplier is None:
+                raise UnknownSupplier(supplier_id)
+            handle = supplier_actor_handle(
+                instance=self._instance,
+                namespace=self._namespace,
+                supplier_id=supplier_id,
+                gateway=supplier.gateway,
+                config=supplier.config,
+                max_concurrency=self._max_concurrency,
+            )
+            port = self._ports[supplier_id] = _ActorPort(handle)
+        return port
+
+    def forget(self, supplier_id: str) -> None:
+        """Drop a cached handle (after its actor died for good)."""
+        self._ports.pop(supplier_id, None)
+
+
+class LocalSupplierDirectory:
+    """In-process supplier services over real gateways: for tools and Ray-less tests."""
+
+    def __init__(self, catalog: CatalogRepository, *, max_concurrency: int = 64) -> None:
+        self._catalog = catalog
+        self._max_concurrency = max_concurrency
+        self._services: dict[str, SupplierService] = {}
+
+    async def get(self, supplier_id: str) -> SupplierPort:
+        service = self._services.get(supplier_id)
+        if service is None:
+            supplier = await self._catalog.get_supplier(supplier_id)
+            if supplier is None:
+                raise UnknownSupplier(supplier_id)
+            service = SupplierService(
+                supplier_id,
+                build_gateway(supplier.gateway, supplier.config),
+                max_concurrency=self._max_concurrency,
+            )
+            self._services[supplier_id] = service
+        return service
+
+    async def aclose(self) -> None:
+        for service in self._services.values():
+            await service.aclose()
+        self._services.clear()

@@ -1,0 +1,212 @@
+"""The HTTP API (FastAPI). Routes are thin: check the caller, shape the command, ask the
+order's actor, render the reply."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from ray.exceptions import RayActorError
+
+from actors.order_actor import CreateOrder, OrderReply
+from domain.grants import any_grant_covers
+from domain.ids import order_id_for
+from domain.order import DeliveryMethod, request_fingerprint
+from domain.signing import SignatureError
+from serve_app.auth import Caller
+from serve_app.errors import ApiError, describe_validation, error_response, install_error_handlers
+from serve_app.schemas import CreateOrderBody
+from serve_app.state import PlatformState
+from serve_app.views import order_view, show_detail_view, show_view
+
+app = FastAPI(
+    title="showdist",
+    version="1",
+    description="Distribution of live-show tickets: signed catalog and order API.",
+)
+install_error_handlers(app)
+
+
+_platform: list[PlatformState] = []
+
+
+def install_platform(state: PlatformState) -> None:
+    """Give this process's app its state. (Serve's ingress serves a copy of `app`, so the
+    state lives here rather than on `app.state`.)"""
+    _platform[:] = [state]
+
+
+def state_of(_request: Request) -> PlatformState:
+    if not _platform:
+        raise ApiError(503, "starting", "the API is starting")
+    return _platform[0]
+
+
+async def signed_caller(request: Request) -> Caller:
+    state = state_of(request)
+    raw_path = request.scope.get("raw_path")
+    path = raw_path.decode("latin-1") if isinstance(raw_path, bytes) else request.url.path
+    try:
+        caller = await state.verifier.verify(
+            method=request.method,
+            path=path,
+            raw_query=request.scope.get("query_string", b"").decode("latin-1"),
+            headers=request.headers,
+            body=await request.body(),
+        )
+    except SignatureError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from exc
+    return caller
+
+
+async def distributor(caller: Annotated[Caller, Depends(signed_caller)]) -> Caller:
+    if caller.owner_kind != "distributor" or caller.distributor_id is None:
+        raise ApiError(403, "forbidden", "this endpoint takes a distributor key")
+    return caller
+
+
+async def admin(caller: Annotated[Caller, Depends(signed_caller)]) -> Caller:
+    if caller.owner_kind != "admin":
+        raise ApiError(403, "forbidden", "this endpoint takes an admin key")
+    return caller
+
+
+DistributorCaller = Annotated[Caller, Depends(distributor)]
+AdminCaller = Annotated[Caller, Depends(admin)]
+
+
+def reply_response(reply: OrderReply, state: PlatformState) -> JSONResponse:
+    if reply.error_code is not None:
+        body: dict[str, Any] = {"error": {"code": reply.error_code, "message": reply.error_message}}
+        if reply.order is not None:
+            body["order"] = order_view(reply.order, state.tz)
+        return JSONResponse(body, status_code=reply.http_status)
+    assert reply.order is not None
+    return JSONResponse(order_view(reply.order, state.tz), status_code=reply.http_status)
+
+
+async def ask_host(state: PlatformState, order_id: str, method: str, *args: Any) -> OrderReply:
+    host = state.host_for(order_id)
+    try:
+        reply: OrderReply = await getattr(host, method).remote(*args)
+    except RayActorError as exc:
+        # The host is restarting; the order's state is safe in the database.
+        raise ApiError(503, "order_host_unavailable", "please retry shortly") from exc
+    return reply
+
+
+# -- unsigned ----------------------------------------------------------------------------
+public = APIRouter()
+
+
+@public.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@public.get("/v1/platform-key")
+async def platform_key(request: Request) -> dict[str, str]:
+    return {
+        "key_id": "platform",
+        "algorithm": "ed25519",
+        "public_key": state_of(request).platform_public_key,
+    }
+
+
+# -- distributor -------------------------------------------------------------------------
+v1 = APIRouter(prefix="/v1")
+
+
+@v1.get("/shows")
+async def list_shows(request: Request, caller: DistributorCaller) -> dict[str, Any]:
+    state = state_of(request)
+    assert caller.distributor_id is not None
+    grants = await state.accounts.grants_of(caller.distributor_id)
+    now = state.now()
+    items = [
+        show_view(row, state.tz)
+        for row in await state.catalog.list_shows()
+        if any_grant_covers(grants, state.catalog.item_of(row), now)
+    ]
+    return {"items": items, "next_cursor": None}
+
+
+@v1.get("/shows/{show_id}")
+async def get_show(show_id: str, request: Request, caller: DistributorCaller) -> dict[str, Any]:
+    state = state_of(request)
+    assert caller.distributor_id is not None
+    detail = await state.catalog.show_detail(show_id)
+    if detail is None:
+        raise ApiError(404, "not_found", "no such show")
+    grants = await state.accounts.grants_of(caller.distributor_id)
+    now = state.now()
+    item = state.catalog.item_of(detail)
+    if not any_grant_covers(grants, item, now):
+        raise ApiError(404, "not_found", "no such show")
+    detail["sessions"] = [
+        s
+        for s in detail["sessions"]
+        if any_grant_covers(grants, state.catalog.item_of(detail, s["id"]), now)
+    ]
+    return show_detail_view(detail, state.tz)
+
+
+@v1.post("/orders")
+async def create_order(request: Request, caller: DistributorCaller) -> JSONResponse:
+    state = state_of(request)
+    assert caller.distributor_id is not None
+    try:
+        body = CreateOrderBody.model_validate_json(await request.body())
+    except ValidationError as exc:
+        return error_response(422, "invalid_request", describe_validation(exc))
+    except ValueError as exc:
+        return error_response(422, "invalid_request", f"body: {exc}")
+    tier = await state.catalog.tier_for_sale(body.session_id, body.tier_id)
+    if tier is None:
+        raise ApiError(404, "not_found", "no such session and tier")
+    grants = await state.accounts.grants_of(caller.distributor_id)
+    if not any_grant_covers(grants, tier.item, state.now()):
+        raise ApiError(403, "forbidden", "no live grant covers this session")
+    if tier.show_status != "online" or tier.session_status != "online":
+        raise ApiError(409, "not_on_sale", "this session is not on sale")
+    cmd = CreateOrder(
+        order_id=order_id_for(caller.distributor_id, body.distributor_order_id),
+        distributor_id=caller.distributor_id,
+        distributor_order_id=body.distributor_order_id,
+        supplier_id=tier.supplier_id,
+        session_id=tier.session_id,
+        tier_id=tier.tier_id,
+        session_ref=tier.session_ref,
+        tier_ref=tier.tier_ref,
+        quantity=body.quantity,
+        unit_price=tier.price,
+        settlement_price=tier.settlement_price,
+        face_value=tier.face_value,
+        currency=tier.currency,
+        delivery_method=DeliveryMethod(body.delivery.method),
+        delivery_address=body.delivery.address,
+        buyer={"name": body.buyer.name, "phone": body.buyer.phone},
+        callback_url=body.callback_url,
+        request_hash=request_fingerprint(body.fingerprint_fields()),
+    )
+    return reply_response(await ask_host(state, cmd.order_id, "create", cmd), state)
+
+
+@v1.get("/orders/{order_id}")
+async def get_order(order_id: str, request: Request, caller: DistributorCaller) -> JSONResponse:
+    state = state_of(request)
+    reply = await ask_host(state, order_id, "get", order_id, caller.distributor_id)
+    return reply_response(reply, state)
+
+
+@v1.post("/orders/{order_id}/issue")
+async def issue_order(order_id: str, request: Request, caller: DistributorCaller) -> JSONResponse:
+    state = state_of(request)
+    reply = await ask_host(state, order_id, "issue", order_id, caller.distributor_id)
+    return reply_response(reply, state)
+
+
+app.include_router(public)
+app.include_router(v1)

@@ -1,0 +1,97 @@
+"""The signature check of SIGNING.md, in its order, each failure with its own code."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from domain.signing import (
+    SignatureError,
+    check_timestamp,
+    parse_signed_headers,
+    string_to_sign,
+    verify_signature,
+)
+from persistence.accounts import AccountRepository, KeyRecord
+from persistence.nonces import NonceStoreUnavailable
+
+
+class NonceStore(Protocol):
+    async def claim(self, key_id: str, nonce: str, *, now: datetime, ttl: timedelta) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    key_id: str
+    owner_kind: str  # "admin" | "distributor"
+    distributor_id: str | None
+
+
+class RequestVerifier:
+    def __init__(
+        self,
+        accounts: AccountRepository,
+        nonces: NonceStore,
+        *,
+        window_seconds: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._accounts = accounts
+        self._nonces = nonces
+        self._window = window_seconds
+        self._clock = clock
+
+    async def verify(
+        self,
+        *,
+        method: str,
+        path: str,
+        raw_query: str,
+        headers: Mapping[str, str],
+        body: bytes,
+    ) -> Caller:
+        signed = parse_signed_headers(headers)
+        key = await self._accounts.load_key(signed.key_id)
+        if key is None:
+            raise SignatureError("key_unknown", "no such key")
+        now = self._clock()
+        self._check_key(key, now)
+        check_timestamp(signed.timestamp, now, self._window)
+        message = string_to_sign(
+            method.upper(),
+            path,
+            raw_query,
+            signed.key_id,
+            str(signed.timestamp),
+            signed.nonce,
+            body,
+        )
+        if not verify_signature(key.key_type, key.material, message, signed.signature):
+            raise SignatureError("signature_invalid", "the signature does not verify")
+        # Only now, with a valid signature, is the nonce spent: nobody can burn a client's nonces.
+        try:
+            fresh = await self._nonces.claim(
+                key.id,
+                signed.nonce,
+                now=datetime.fromtimestamp(now, UTC),
+                ttl=timedelta(seconds=2 * self._window),
+            )
+        except NonceStoreUnavailable as exc:
+            raise SignatureError(
+                "nonce_store_unavailable", "cannot check nonces right now", status=503
+            ) from exc
+        if not fresh:
+            raise SignatureError("nonce_replayed", "this nonce was already used")
+        return Caller(key.id, key.owner_kind, key.distributor_id)
+
+    @staticmethod
+    def _check_key(key: KeyRecord, now: float) -> None:
+        if key.status == "revoked":
+            raise SignatureError("key_revoked", "this key was revoked")
+        if key.expires_at is not None and key.expires_at.timestamp() <= now:
+            raise SignatureError("key_expired", "this key has expired")
+        if key.account_status != "active":
+            raise SignatureError("account_suspended", "the account is suspended", status=403)

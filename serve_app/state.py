@@ -1,0 +1,57 @@
+"""What one API process holds: its engine, repositories, verifier and the order hosts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import ray
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from actors.order_actor import host_index, host_name
+from domain.signing import ed25519_public_key_b64
+from persistence.accounts import AccountRepository
+from persistence.catalog import CatalogRepository
+from persistence.db import make_engine
+from persistence.nonces import DbNonceStore
+from persistence.orders import OrderRepository
+from persistence.secretbox import SecretBox
+from serve_app.auth import RequestVerifier
+from showdist.settings import Settings
+
+
+class PlatformState:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.tz = ZoneInfo(settings.timezone)
+        self.engine = make_engine(settings.resolved_database_url(), pool_size=settings.db_pool_size)
+        self.accounts = AccountRepository(self.engine, SecretBox(settings.resolved_master_key()))
+        self.catalog = CatalogRepository(self.engine)
+        self.orders = OrderRepository(self.engine)
+        self.verifier = RequestVerifier(
+            self.accounts,
+            DbNonceStore(self.engine),
+            window_seconds=settings.signature_window_seconds,
+        )
+        seed = settings.resolved_platform_seed()
+        self.platform_public_key = ed25519_public_key_b64(
+            Ed25519PrivateKey.from_private_bytes(seed)
+        )
+        self._hosts: list[Any] | None = None
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def host_for(self, order_id: str) -> Any:
+        if self._hosts is None:
+            self._hosts = [
+                ray.get_actor(
+                    host_name(self.settings.instance, i), namespace=self.settings.ray_namespace
+                )
+                for i in range(self.settings.order_hosts)
+            ]
+        return self._hosts[host_index(order_id, len(self._hosts))]
+
+    async def aclose(self) -> None:
+        await self.engine.dispose()
