@@ -1,0 +1,104 @@
+"""Shared test services: one PostgreSQL, one sandbox supplier process and one Ray session
+(with the platform under Serve) per test run, started on first use."""
+
+from __future__ import annotations
+
+import itertools
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from persistence.db import make_engine
+from persistence.migrate import upgrade_async
+from tests.support.services import PostgresServer, free_port
+
+_db_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    server = PostgresServer.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[Any]:
+    from suppliers.sandbox.process import SandboxProcess
+
+    proc = SandboxProcess.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def sandbox_admin(sandbox: Any) -> Any:
+    from suppliers.sandbox.process import SandboxAdmin
+
+    return SandboxAdmin(sandbox.url)
+
+
+def fresh_database_url(kind: str, postgres: PostgresServer | None, tmp: Path) -> str:
+    n = next(_db_counter)
+    if kind == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp / f'db{n}.sqlite'}"
+    assert postgres is not None
+    return postgres.create_database(f"t{n}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    """A freshly migrated database of each kind."""
+    pg = request.getfixturevalue("postgres") if request.param == "postgresql" else None
+    url = fresh_database_url(request.param, pg, tmp_path)
+    await upgrade_async(url)
+    eng = make_engine(url)
+    yield eng
+    await eng.dispose()
+
+
+@pytest.fixture
+def now() -> datetime:
+    return datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="showdist-test-") as d:
+        yield Path(d)
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, namespace="showdist-test", log_to_driver=False)
+    yield
+    from ray import serve
+
+    serve.shutdown()  # type: ignore[no-untyped-call]
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def platform(ray_session: None, postgres: PostgresServer, data_dir: Path) -> Iterator[Any]:
+    """The whole platform on PostgreSQL, serving HTTP on a free port."""
+    from showdist.platform import start_platform, stop_platform
+    from showdist.settings import Settings
+
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=postgres.create_database("platform"),
+        http_port=free_port(),
+        instance="e2e",
+        ray_namespace="showdist-test",
+        order_hosts=2,
+    )
+    running = start_platform(settings)
+    yield running
+    stop_platform(running)
