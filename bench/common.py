@@ -1,0 +1,114 @@
+"""Shared plumbing for the benchmarks: start PostgreSQL, the sandbox supplier, Ray and the
+platform; time calls; print figures."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from showdist.platform import RunningPlatform, start_platform
+from showdist.settings import Settings
+from suppliers.sandbox.process import SandboxAdmin, SandboxProcess
+from tests.support.services import PostgresServer, free_port
+from tests.support.world import World, seed_world, world_catalog
+
+
+@dataclass
+class Timings:
+    name: str
+    samples_ms: list[float] = field(default_factory=list)
+
+    def add(self, ms: float) -> None:
+        self.samples_ms.append(ms)
+
+    def pct(self, q: float) -> float:
+        if not self.samples_ms:
+            return 0.0
+        s = sorted(self.samples_ms)
+        return s[min(len(s) - 1, int(q * len(s)))]
+
+    def line(self) -> str:
+        if not self.samples_ms:
+            return f"{self.name:>22}: no samples"
+        return (
+            f"{self.name:>22}: n={len(self.samples_ms):6d}  p50={self.pct(0.50):7.2f} ms  "
+            f"p99={self.pct(0.99):7.2f} ms  mean={statistics.fmean(self.samples_ms):7.2f} ms"
+        )
+
+
+async def timed(t: Timings, coro: Awaitable[Any]) -> Any:
+    started = time.perf_counter()
+    result = await coro
+    t.add((time.perf_counter() - started) * 1000.0)
+    return result
+
+
+async def run_concurrently(
+    n: int, concurrency: int, job: Callable[[int], Awaitable[None]]
+) -> float:
+    """Run job(0..n-1) with at most `concurrency` in flight; returns elapsed seconds."""
+    counter = iter(range(n))
+
+    async def worker() -> None:
+        for i in counter:
+            await job(i)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - started
+
+
+def rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+@dataclass
+class Stack:
+    pg: PostgresServer
+    sandbox: SandboxProcess
+    admin: SandboxAdmin
+    platform: RunningPlatform
+    world: World
+
+
+@contextmanager
+def stack(*, order_hosts: int = 2, serve_replicas: int = 1) -> Iterator[Stack]:
+    import ray
+
+    pg = PostgresServer.start()
+    sandbox = SandboxProcess.start()
+    admin = SandboxAdmin(sandbox.url)
+    admin.load_catalog(world_catalog())
+    data_dir = Path(tempfile.mkdtemp(prefix="showdist-bench-"))
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, namespace="bench", log_to_driver=False)
+        settings = Settings(
+            data_dir=data_dir,
+            database_url=pg.url,
+            http_port=free_port(),
+            instance="bench",
+            ray_namespace="bench",
+            order_hosts=order_hosts,
+            serve_replicas=serve_replicas,
+            db_pool_size=int(os.environ.get("SHOWDIST_DB_POOL_SIZE", "8")),
+        )
+        platform = start_platform(settings)
+        world = asyncio.run(seed_world(platform.settings, sandbox.url, platform.base_url))
+        yield Stack(pg, sandbox, admin, platform, world)
+    finally:
+        from ray import serve
+
+        if ray.is_initialized():
+            serve.shutdown()  # type: ignore[no-untyped-call]
+            ray.shutdown()
+        sandbox.stop()
+        pg.stop()
