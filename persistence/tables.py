@@ -35,6 +35,12 @@ suppliers = Table(
     Column("gateway", String(40), nullable=False),
     Column("config", JSON, nullable=False),
     Column("replicas", Integer, nullable=False, server_default="1"),
+    # Ops overrides of the adaptive negotiation polling (milliseconds); NULL means adaptive.
+    Column("poll_interval_override_ms", Integer, nullable=True),
+    Column("give_up_override_ms", Integer, nullable=True),
+    # Cursors into the supplier's own feeds (refunds it started, delivery updates).
+    Column("refund_feed_seq", BigInteger, nullable=False, server_default="0"),
+    Column("delivery_feed_seq", BigInteger, nullable=False, server_default="0"),
     Column("status", String(20), nullable=False, server_default="active"),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
@@ -185,4 +191,66 @@ nonces = Table(
     Column("key_id", String(60), primary_key=True),
     Column("nonce", String(64), primary_key=True),
     Column("expires_at", UtcDateTime, nullable=False, index=True),
+)
+
+# An issue (or refund) whose outcome is unknown: the supplier actor polls the supplier until
+# it answers, or flags the order for a person past the give-up time.
+negotiations = Table(
+    "negotiations",
+    metadata,
+    Column("order_id", String(60), ForeignKey("orders.id"), primary_key=True),
+    Column("kind", String(10), primary_key=True),  # "issue" | "refund"
+    Column("supplier_id", String(40), nullable=False),
+    Column("status", String(12), nullable=False),  # "active" | "flagged" | "resolved"
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("next_poll_at", UtcDateTime, nullable=False),
+    Column("give_up_at", UtcDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text, nullable=True),
+    Column("resolution", String(40), nullable=True),
+    Column("resolved_at", UtcDateTime, nullable=True),
+    Index("ix_negotiations_supplier_status_next", "supplier_id", "status", "next_poll_at"),
+)
+
+# Seats the supplier may hold for an order we gave up on: released until the supplier says so.
+releases = Table(
+    "releases",
+    metadata,
+    Column("order_id", String(60), ForeignKey("orders.id"), primary_key=True),
+    Column("supplier_id", String(40), nullable=False),
+    Column("status", String(12), nullable=False),  # "pending" | "done"
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("done_at", UtcDateTime, nullable=True),
+    Index("ix_releases_status_next", "status", "next_attempt_at"),
+)
+
+# The compensation log: a refund the supplier made, with the supplier's own refund time.
+supplier_refunds = Table(
+    "supplier_refunds",
+    metadata,
+    Column("order_id", String(60), ForeignKey("orders.id"), primary_key=True),
+    Column("supplier_id", String(40), nullable=False),
+    Column("refunded_at", UtcDateTime, nullable=False),
+    Column("initiated_by", String(20), nullable=False),  # "platform" | "supplier"
+    Column("recorded_at", UtcDateTime, nullable=False),
+)
+
+# Status-change callbacks to distributors, written in the transition's transaction.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigIntPK, primary_key=True, autoincrement=True),
+    Column("order_id", String(60), ForeignKey("orders.id"), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("status", String(12), nullable=False),  # "pending" | "delivered"
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("delivered_at", UtcDateTime, nullable=True),
+    Index("ix_outbox_status_next", "status", "next_attempt_at"),
 )
