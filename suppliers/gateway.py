@@ -1,0 +1,173 @@
+"""The protocol every supplier adapter implements, and the values that cross it.
+
+A gateway call never raises for a supplier or network problem; it returns a `CallResult` whose
+`outcome` says what the platform may conclude:
+
+- `DONE`: the supplier did it (the value is set).
+- `FAILED`: the supplier definitely did not do it and nothing is in flight (a business refusal
+  such as `sold_out`, or a request that provably never reached the supplier).
+- `UNKNOWN`: it cannot be told now (a 5xx, a timeout, a dropped connection). For an issue this
+  is the case the platform must negotiate: poll `query_issue` until it answers DONE or FAILED.
+
+Every value here is a frozen, slotted dataclass of plain fields so that it pickles across Ray
+process boundaries. Money is an integer number of minor units; there are no floats.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Generic, Protocol, TypeVar
+
+__all__ = [
+    "CallResult",
+    "Catalog",
+    "CatalogSession",
+    "CatalogShow",
+    "CatalogTier",
+    "ErrorCode",
+    "IssueInfo",
+    "LockInfo",
+    "Outcome",
+    "RefundInfo",
+    "SupplierGateway",
+    "SupplierRefundEvent",
+    "Ticket",
+]
+
+
+class Outcome(StrEnum):
+    DONE = "done"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+
+class ErrorCode(StrEnum):
+    """Well-known values of `CallResult.error` (a `StrEnum`, so each compares equal to its text)."""
+
+    # definitive business answers (FAILED)
+    SOLD_OUT = "sold_out"
+    REFUSED = "refused"
+    NOT_FOUND = "not_found"
+    INVALID_REQUEST = "invalid_request"
+    HTTP_4XX = "http_4xx"
+    NOT_ISSUED = "not_issued"  # query_issue: definitely not issued, nothing in flight
+    NOT_REFUNDED = "not_refunded"  # query_refund: definitely not refunded, nothing in flight
+    # the request never reached the supplier (FAILED for commands, UNKNOWN for queries)
+    CONNECT = "connect"
+    POOL_TIMEOUT = "pool_timeout"
+    # outcome cannot be told (UNKNOWN)
+    TIMEOUT = "timeout"
+    NETWORK = "network"  # connection dropped while the request or its answer was on the wire
+    HTTP_5XX = "http_5xx"
+    PROTOCOL = "protocol"  # an answer the adapter could not understand
+    PENDING = "pending"  # the supplier says an operation for this order is still in flight
+    CIRCUIT_OPEN = "circuit_open"  # set by callers that short-circuit a failing supplier
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    code: str
+    seat: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LockInfo:
+    lock_ref: str
+
+
+@dataclass(frozen=True, slots=True)
+class IssueInfo:
+    tickets: tuple[Ticket, ...]
+    issued_at: datetime  # tz-aware, UTC
+
+
+@dataclass(frozen=True, slots=True)
+class RefundInfo:
+    refunded_at: datetime  # tz-aware, UTC
+    initiated_by: str  # "platform" | "supplier"
+
+
+@dataclass(frozen=True, slots=True)
+class SupplierRefundEvent:
+    """A refund the supplier made on its own (for example because it cancelled the show)."""
+
+    seq: int
+    order_id: str
+    refunded_at: datetime  # tz-aware, UTC
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogTier:
+    ref: str
+    name: str
+    face_value: int
+    price: int  # what the platform pays per ticket (distribution price), <= face_value
+    settlement_price: int
+    currency: str
+    available: int
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogSession:
+    ref: str
+    starts_at: datetime
+    status: str
+    tiers: tuple[CatalogTier, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogShow:
+    ref: str
+    title: str
+    city: str
+    category: str
+    venue: str
+    starts_at: datetime
+    status: str  # "online" | "offline"
+    sessions: tuple[CatalogSession, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    shows: tuple[CatalogShow, ...]
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class CallResult(Generic[T]):
+    outcome: Outcome
+    value: T | None = None
+    error: str | None = None  # an `ErrorCode` value, or a supplier-specific code
+    message: str = ""
+    latency_ms: float = 0.0
+
+
+class SupplierGateway(Protocol):
+    async def lock(
+        self, order_id: str, session_ref: str, tier_ref: str, quantity: int
+    ) -> CallResult[LockInfo]: ...
+
+    async def release(self, order_id: str) -> CallResult[None]: ...
+
+    async def issue(self, order_id: str) -> CallResult[IssueInfo]: ...
+
+    async def query_issue(self, order_id: str) -> CallResult[IssueInfo]:
+        """DONE = issued (with the tickets); FAILED = definitely not issued and nothing in
+        flight; UNKNOWN = cannot tell now (ask again later)."""
+        ...
+
+    async def refund(self, order_id: str) -> CallResult[RefundInfo]: ...
+
+    async def query_refund(self, order_id: str) -> CallResult[RefundInfo]: ...
+
+    async def catalog(self) -> CallResult[Catalog]: ...
+
+    async def supplier_refunds(self, since_seq: int) -> CallResult[list[SupplierRefundEvent]]:
+        """Refunds the supplier started on its own with `seq > since_seq`, oldest first."""
+        ...
+
+    async def aclose(self) -> None: ...
