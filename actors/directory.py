@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from actors.supplier_actor import SupplierActor, SupplierService, supplier_actor_name
+from actors.supplier_actor import (
+    SupplierActor,
+    SupplierActorConfig,
+    SupplierService,
+    supplier_actor_name,
+)
+from domain.negotiation import PollingPolicy
 from persistence.catalog import CatalogRepository
 from suppliers.gateway import CallResult, IssueInfo, LockInfo, RefundInfo
 from suppliers.registry import build_gateway
@@ -20,6 +26,7 @@ class SupplierPort(Protocol):
     async def query_issue(self, order_id: str) -> CallResult[IssueInfo]: ...
     async def refund(self, order_id: str) -> CallResult[RefundInfo]: ...
     async def query_refund(self, order_id: str) -> CallResult[RefundInfo]: ...
+    async def policy(self) -> PollingPolicy: ...
 
 
 class SupplierDirectory(Protocol):
@@ -64,25 +71,21 @@ class _ActorPort:
         result: CallResult[RefundInfo] = await self.handle.query_refund.remote(order_id)
         return result
 
+    async def policy(self) -> PollingPolicy:
+        result: PollingPolicy = await self.handle.policy.remote()
+        return result
 
-def supplier_actor_handle(
-    *,
-    instance: str,
-    namespace: str,
-    supplier_id: str,
-    gateway: str,
-    config: dict[str, Any],
-    max_concurrency: int,
-) -> Any:
+
+def supplier_actor_handle(config: SupplierActorConfig) -> Any:
     """Get the supplier's actor, creating it if this is the first caller anywhere."""
     return SupplierActor.options(  # type: ignore[attr-defined]
-        name=supplier_actor_name(instance, supplier_id),
-        namespace=namespace,
+        name=supplier_actor_name(config.instance, config.supplier_id),
+        namespace=config.namespace,
         get_if_exists=True,
         lifetime="detached",
         max_concurrency=1000,
         num_cpus=0,
-    ).remote(supplier_id, gateway, config, max_concurrency)
+    ).remote(config)
 
 
 class RaySupplierDirectory:
@@ -93,8 +96,16 @@ class RaySupplierDirectory:
         instance: str,
         namespace: str,
         max_concurrency: int,
+        database_url: str,
+        hosts: int,
+        tick_seconds: float = 1.0,
+        breaker: tuple[int, float] = (5, 5.0),
     ) -> None:
+        self._breaker = breaker
         self._catalog = catalog
+        self._database_url = database_url
+        self._hosts = hosts
+        self._tick_seconds = tick_seconds
         self._instance = instance
         self._namespace = namespace
         self._max_concurrency = max_concurrency
@@ -107,12 +118,19 @@ class RaySupplierDirectory:
             if supplier is None:
                 raise UnknownSupplier(supplier_id)
             handle = supplier_actor_handle(
-                instance=self._instance,
-                namespace=self._namespace,
-                supplier_id=supplier_id,
-                gateway=supplier.gateway,
-                config=supplier.config,
-                max_concurrency=self._max_concurrency,
+                SupplierActorConfig(
+                    supplier_id=supplier_id,
+                    gateway=supplier.gateway,
+                    gateway_config=supplier.config,
+                    max_concurrency=self._max_concurrency,
+                    database_url=self._database_url,
+                    instance=self._instance,
+                    namespace=self._namespace,
+                    hosts=self._hosts,
+                    tick_seconds=self._tick_seconds,
+                    breaker_threshold=self._breaker[0],
+                    breaker_cooldown_s=self._breaker[1],
+                )
             )
             port = self._ports[supplier_id] = _ActorPort(handle)
         return port

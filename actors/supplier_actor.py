@@ -1,13 +1,15 @@
 """Every call to a supplier goes through its supplier actor: one place to bound concurrency,
-keep the supplier's live statistics and (later) poll its negotiated orders.
+break the circuit when the supplier fails, keep its live statistics, and poll its negotiated
+orders.
 
 `SupplierService` is the plain class (testable without Ray); `SupplierActor` hosts it in a Ray
-actor named after the supplier.
+actor named after the supplier, with the background loops of `actors.supplier_work`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -16,9 +18,13 @@ from typing import Any, TypeVar
 
 import ray
 
+from domain.circuit import CircuitBreaker
+from domain.negotiation import PollingPolicy, SupplierHealth, polling_policy
 from suppliers.gateway import (
     CallResult,
     Catalog,
+    DeliveryUpdateEvent,
+    ErrorCode,
     IssueInfo,
     LockInfo,
     Outcome,
@@ -28,9 +34,22 @@ from suppliers.gateway import (
 )
 from suppliers.registry import build_gateway
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _WINDOW = 2000  # calls kept for the rolling statistics
+# Definite business answers: the supplier is up and said no.
+_BUSINESS_ERRORS = frozenset(
+    {
+        ErrorCode.SOLD_OUT,
+        ErrorCode.REFUSED,
+        ErrorCode.NOT_FOUND,
+        ErrorCode.INVALID_REQUEST,
+        ErrorCode.HTTP_4XX,
+        ErrorCode.NOT_ISSUED,
+        ErrorCode.NOT_REFUNDED,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +64,10 @@ class SupplierStats:
     latency_p95_ms: float
     latency_p99_ms: float
     in_flight: int
+    circuit: str
+    poll_interval_s: float
+    give_up_after_s: float
+    polling_adaptive: bool
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,13 +81,35 @@ def _percentile(sorted_values: list[float], q: float) -> float:
 
 
 class SupplierService:
-    def __init__(self, supplier_id: str, gateway: SupplierGateway, *, max_concurrency: int) -> None:
+    def __init__(
+        self,
+        supplier_id: str,
+        gateway: SupplierGateway,
+        *,
+        max_concurrency: int,
+        breaker: CircuitBreaker | None = None,
+        slot_wait_s: float = 2.0,
+    ) -> None:
         self.supplier_id = supplier_id
         self._gateway = gateway
         self._slots = asyncio.Semaphore(max_concurrency)
+        self._slot_wait_s = slot_wait_s
+        self._breaker = breaker or CircuitBreaker()
         self._outcomes: deque[Outcome] = deque(maxlen=_WINDOW)
         self._latencies: deque[float] = deque(maxlen=_WINDOW)
         self._in_flight = 0
+        self._overrides: tuple[int | None, int | None] = (None, None)
+
+    def set_overrides(self, interval_ms: int | None, give_up_ms: int | None) -> None:
+        self._overrides = (interval_ms, give_up_ms)
+
+    def _record(self, result: CallResult[Any], started: float) -> None:
+        self._outcomes.append(result.outcome)
+        self._latencies.append((time.perf_counter() - started) * 1000.0)
+        if result.outcome is Outcome.DONE or result.error in _BUSINESS_ERRORS:
+            self._breaker.record_success()
+        elif result.error != ErrorCode.PENDING:
+            self._breaker.record_failure(time.monotonic())
 
     async def _call(self, fn: Callable[[], Awaitable[CallResult[T]]]) -> CallResult[T]:
         async with self._slots:
@@ -74,21 +119,36 @@ class SupplierService:
                 result = await fn()
             finally:
                 self._in_flight -= 1
-        self._outcomes.append(result.outcome)
-        self._latencies.append((time.perf_counter() - started) * 1000.0)
+        self._record(result, started)
         return result
 
     async def lock(
         self, order_id: str, session_ref: str, tier_ref: str, quantity: int
     ) -> CallResult[LockInfo]:
-        return await self._call(
-            lambda: self._gateway.lock(order_id, session_ref, tier_ref, quantity)
-        )
+        # Before payment we fail fast: an open circuit or a saturated supplier answers at once
+        # without calling it (and without holding anything there).
+        if not self._breaker.allow(time.monotonic()):
+            return CallResult(Outcome.FAILED, error=ErrorCode.CIRCUIT_OPEN, message="circuit open")
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self._slot_wait_s)
+        except TimeoutError:
+            self._breaker.probe_in_flight = False
+            return CallResult(Outcome.FAILED, error="busy", message="supplier at its call limit")
+        self._in_flight += 1
+        started = time.perf_counter()
+        try:
+            result = await self._gateway.lock(order_id, session_ref, tier_ref, quantity)
+        finally:
+            self._in_flight -= 1
+            self._slots.release()
+        self._record(result, started)
+        return result
 
     async def release(self, order_id: str) -> CallResult[None]:
         return await self._call(lambda: self._gateway.release(order_id))
 
     async def issue(self, order_id: str) -> CallResult[IssueInfo]:
+        # Not short-circuited: the buyer has paid, and a refused call is worse than a slow one.
         return await self._call(lambda: self._gateway.issue(order_id))
 
     async def query_issue(self, order_id: str) -> CallResult[IssueInfo]:
@@ -106,12 +166,32 @@ class SupplierService:
     async def supplier_refunds(self, since_seq: int) -> CallResult[list[SupplierRefundEvent]]:
         return await self._call(lambda: self._gateway.supplier_refunds(since_seq))
 
-    def stats(self) -> SupplierStats:
+    async def delivery_updates(self, since_seq: int) -> CallResult[list[DeliveryUpdateEvent]]:
+        return await self._call(lambda: self._gateway.delivery_updates(since_seq))
+
+    def _health(self) -> tuple[int, int, int, list[float]]:
         outcomes = list(self._outcomes)
-        n = len(outcomes)
         done = sum(1 for o in outcomes if o is Outcome.DONE)
         unknown = sum(1 for o in outcomes if o is Outcome.UNKNOWN)
-        lat = sorted(self._latencies)
+        return len(outcomes), done, unknown, sorted(self._latencies)
+
+    def polling_policy(self) -> PollingPolicy:
+        n, done, unknown, lat = self._health()
+        health = SupplierHealth(
+            success_rate=done / n if n else 1.0,
+            unknown_rate=unknown / n if n else 0.0,
+            latency_p95_ms=_percentile(lat, 0.95),
+        )
+        return polling_policy(
+            health, interval_override_ms=self._overrides[0], give_up_override_ms=self._overrides[1]
+        )
+
+    async def policy(self) -> PollingPolicy:
+        return self.polling_policy()
+
+    def stats(self) -> SupplierStats:
+        n, done, unknown, lat = self._health()
+        policy = self.polling_policy()
         return SupplierStats(
             calls=n,
             done=done,
@@ -123,26 +203,71 @@ class SupplierService:
             latency_p95_ms=_percentile(lat, 0.95),
             latency_p99_ms=_percentile(lat, 0.99),
             in_flight=self._in_flight,
+            circuit=self._breaker.state.value,
+            poll_interval_s=policy.interval.total_seconds(),
+            give_up_after_s=policy.give_up_after.total_seconds(),
+            polling_adaptive=policy.adaptive,
         )
 
     async def aclose(self) -> None:
         await self._gateway.aclose()
 
 
+@dataclass(frozen=True, slots=True)
+class SupplierActorConfig:
+    supplier_id: str
+    gateway: str
+    gateway_config: dict[str, Any]
+    max_concurrency: int
+    database_url: str
+    instance: str
+    namespace: str
+    hosts: int
+    tick_seconds: float = 1.0
+    breaker_threshold: int = 5
+    breaker_cooldown_s: float = 5.0
+
+
 @ray.remote(max_restarts=-1, max_task_retries=0)
 class SupplierActor:
-    """The Ray home of one supplier's `SupplierService`.
+    """The Ray home of one supplier's `SupplierService` and its background work.
 
     Calls are not retried by Ray after a crash (max_task_retries=0): a lock or an issue whose
-    outcome is unknown must be decided by the order's own logic, never re-sent blindly.
+    outcome is unknown is decided by the order's own logic, never re-sent blindly.
     """
 
-    def __init__(
-        self, supplier_id: str, gateway_kind: str, config: dict[str, Any], max_concurrency: int
-    ) -> None:
+    async def __init__(self, config: SupplierActorConfig) -> None:  # type: ignore[misc]
+        from actors.supplier_work import RayOrderRouter, SupplierWorker
+        from persistence.db import make_engine
+        from persistence.work import WorkRepository
+
+        self._config = config
         self._service = SupplierService(
-            supplier_id, build_gateway(gateway_kind, config), max_concurrency=max_concurrency
+            config.supplier_id,
+            build_gateway(config.gateway, config.gateway_config),
+            max_concurrency=config.max_concurrency,
+            breaker=CircuitBreaker(config.breaker_threshold, config.breaker_cooldown_s),
         )
+        engine = make_engine(config.database_url, pool_size=4)
+        self._worker = SupplierWorker(
+            self._service,
+            WorkRepository(engine),
+            RayOrderRouter(config.instance, config.namespace, config.hosts),
+        )
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._every(config.tick_seconds, self._worker.poll_negotiations)),
+            loop.create_task(self._every(config.tick_seconds, self._worker.drain_releases)),
+            loop.create_task(self._every(config.tick_seconds, self._worker.read_feeds)),
+        ]
+
+    async def _every(self, seconds: float, job: Callable[[], Awaitable[Any]]) -> None:
+        while True:
+            try:
+                await job()
+            except Exception:
+                log.exception("supplier background job failed")
+            await asyncio.sleep(seconds)
 
     async def lock(
         self, order_id: str, session_ref: str, tier_ref: str, quantity: int
@@ -170,11 +295,32 @@ class SupplierActor:
     async def supplier_refunds(self, since_seq: int) -> CallResult[list[SupplierRefundEvent]]:
         return await self._service.supplier_refunds(since_seq)
 
+    async def delivery_updates(self, since_seq: int) -> CallResult[list[DeliveryUpdateEvent]]:
+        return await self._service.delivery_updates(since_seq)
+
+    async def policy(self) -> PollingPolicy:
+        await self._worker.refresh_overrides()
+        return await self._service.policy()
+
     async def stats(self) -> SupplierStats:
+        await self._worker.refresh_overrides()
         return self._service.stats()
+
+    async def run_work_now(self) -> dict[str, int]:
+        """Run each background job once (ops and tests)."""
+        return {
+            "decided": await self._worker.poll_negotiations(),
+            "released": await self._worker.drain_releases(),
+            "feed_events": await self._worker.read_feeds(),
+        }
 
     async def ping(self) -> str:
         return self._service.supplier_id
+
+    async def pid(self) -> int:
+        import os
+
+        return os.getpid()
 
 
 def supplier_actor_name(instance: str, supplier_id: str) -> str:

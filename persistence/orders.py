@@ -4,21 +4,71 @@ transaction)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.order import DeliveryMethod, HistoryEntry, IssuedTicket, Order
 from domain.status import DeliveryStatus, OrderStatus
-from persistence.tables import order_history, orders, tickets
+from persistence.tables import (
+    negotiations,
+    order_history,
+    orders,
+    outbox,
+    releases,
+    supplier_refunds,
+    tickets,
+)
 
 
 class StaleOrder(Exception):
     """Another writer moved the order first; reload and decide again."""
+
+
+@dataclass(frozen=True, slots=True)
+class StartNegotiation:
+    kind: str  # "issue" | "refund"
+    next_poll_at: datetime
+    give_up_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SupplierRefundRecord:
+    refunded_at: datetime  # the supplier's own refund time
+    initiated_by: str  # "platform" | "supplier"
+
+
+@dataclass(slots=True)
+class Effects:
+    """Rows that go with a move, in the move's transaction."""
+
+    start_negotiation: StartNegotiation | None = None
+    resolve_negotiation: tuple[str, str] | None = None  # (kind, resolution)
+    schedule_release: bool = False
+    supplier_refund: SupplierRefundRecord | None = None
+    delivery_changed: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def callback_body(order: Order, event: str, status: str, at: datetime) -> str:
+    return json.dumps(
+        {
+            "type": event,
+            "order_id": order.id,
+            "distributor_order_id": order.distributor_order_id,
+            "status": order.status.value if event == "order.delivery_changed" else status,
+            "delivery_status": order.delivery_status.value,
+            "at": at.astimezone(UTC).isoformat(),
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
 
 
 def _row_values(order: Order) -> dict[str, Any]:
@@ -89,9 +139,11 @@ class OrderRepository:
         order.unsaved_history.clear()
         return True
 
-    async def save(self, order: Order) -> None:
-        """Persist the moves made since load, if nobody else has moved the order since."""
+    async def save(self, order: Order, effects: Effects | None = None) -> None:
+        """Persist the moves made since load, if nobody else has moved the order since,
+        with the rows that go with them (negotiation, release, refund record, callbacks)."""
         first_seq = len(order.history) - len(order.unsaved_history)
+        fx = effects or Effects()
         async with self._engine.begin() as conn:
             result = await conn.execute(
                 update(orders)
@@ -110,8 +162,99 @@ class OrderRepository:
                     insert(tickets),
                     [{"order_id": order.id, "code": t.code, "seat": t.seat} for t in order.tickets],
                 )
+            await self._write_effects(conn, order, fx)
         order.version += 1
         order.unsaved_history.clear()
+
+    @staticmethod
+    async def _write_effects(conn: AsyncConnection, order: Order, fx: Effects) -> None:
+        now = order.updated_at
+        if fx.start_negotiation is not None:
+            n = fx.start_negotiation
+            await conn.execute(
+                delete(negotiations).where(
+                    negotiations.c.order_id == order.id, negotiations.c.kind == n.kind
+                )
+            )
+            await conn.execute(
+                insert(negotiations).values(
+                    order_id=order.id,
+                    kind=n.kind,
+                    supplier_id=order.supplier_id,
+                    status="active",
+                    started_at=now,
+                    next_poll_at=n.next_poll_at,
+                    give_up_at=n.give_up_at,
+                    attempts=0,
+                )
+            )
+        if fx.resolve_negotiation is not None:
+            kind, resolution = fx.resolve_negotiation
+            await conn.execute(
+                update(negotiations)
+                .where(negotiations.c.order_id == order.id, negotiations.c.kind == kind)
+                .values(status="resolved", resolution=resolution, resolved_at=now)
+            )
+        if fx.schedule_release:
+            exists = (
+                await conn.execute(
+                    select(releases.c.order_id).where(releases.c.order_id == order.id)
+                )
+            ).first()
+            if exists is None:
+                await conn.execute(
+                    insert(releases).values(
+                        order_id=order.id,
+                        supplier_id=order.supplier_id,
+                        status="pending",
+                        attempts=0,
+                        next_attempt_at=now,
+                        created_at=now,
+                    )
+                )
+        if fx.supplier_refund is not None:
+            exists = (
+                await conn.execute(
+                    select(supplier_refunds.c.order_id).where(
+                        supplier_refunds.c.order_id == order.id
+                    )
+                )
+            ).first()
+            if exists is None:
+                await conn.execute(
+                    insert(supplier_refunds).values(
+                        order_id=order.id,
+                        supplier_id=order.supplier_id,
+                        refunded_at=fx.supplier_refund.refunded_at,
+                        initiated_by=fx.supplier_refund.initiated_by,
+                        recorded_at=now,
+                    )
+                )
+        if order.callback_url:
+            bodies = [
+                callback_body(order, "order.status_changed", e.status.value, e.at)
+                for e in order.unsaved_history
+            ]
+            if fx.delivery_changed:
+                bodies.append(
+                    callback_body(order, "order.delivery_changed", order.status.value, now)
+                )
+            if bodies:
+                await conn.execute(
+                    insert(outbox),
+                    [
+                        {
+                            "order_id": order.id,
+                            "url": order.callback_url,
+                            "body": b,
+                            "status": "pending",
+                            "attempts": 0,
+                            "next_attempt_at": now,
+                            "created_at": now,
+                        }
+                        for b in bodies
+                    ],
+                )
 
     @staticmethod
     async def _write_history(conn: AsyncConnection, order: Order, *, first_seq: int) -> None:
@@ -157,6 +300,67 @@ class OrderRepository:
             ids = [r[0] for r in (await conn.execute(q)).all()]
         found = [await self.get(i) for i in ids]
         return [o for o in found if o is not None]
+
+    async def list_admin(
+        self,
+        *,
+        status: str | None = None,
+        supplier_id: str | None = None,
+        negotiating: bool | None = None,
+        flagged: bool | None = None,
+        after: tuple[datetime, str] | None = None,
+        limit: int = 100,
+    ) -> list[Order]:
+        q = select(orders.c.id)
+        if status:
+            q = q.where(orders.c.status == status)
+        if supplier_id:
+            q = q.where(orders.c.supplier_id == supplier_id)
+        for wanted, neg_status in ((negotiating, "active"), (flagged, "flagged")):
+            if wanted is None:
+                continue
+            ids = select(negotiations.c.order_id).where(negotiations.c.status == neg_status)
+            q = q.where(orders.c.id.in_(ids) if wanted else orders.c.id.not_in(ids))
+        if after:
+            q = q.where(
+                or_(
+                    orders.c.updated_at > after[0],
+                    and_(orders.c.updated_at == after[0], orders.c.id > after[1]),
+                )
+            )
+        q = q.order_by(orders.c.updated_at, orders.c.id).limit(limit)
+        async with self._engine.connect() as conn:
+            ids_found = [r[0] for r in (await conn.execute(q)).all()]
+        found = [await self.get(i) for i in ids_found]
+        return [o for o in found if o is not None]
+
+    async def needing_attention(
+        self, now: datetime, *, new_before: datetime, limit: int = 1000
+    ) -> list[str]:
+        """Orders a timer must move on: NEW whose lock call was abandoned, LOCKED past expiry,
+        FIXING or REFUNDING without a live negotiation (after a crash)."""
+        live = (
+            select(negotiations.c.order_id)
+            .where(negotiations.c.status.in_(["active", "flagged"]))
+            .scalar_subquery()
+        )
+        q = (
+            select(orders.c.id)
+            .where(
+                or_(
+                    and_(orders.c.status == "NEW", orders.c.created_at < new_before),
+                    and_(orders.c.status == "LOCKED", orders.c.lock_expires_at <= now),
+                    and_(
+                        orders.c.status.in_(["FIXING", "REFUNDING"]),
+                        orders.c.id.not_in(live),
+                    ),
+                )
+            )
+            .order_by(orders.c.updated_at)
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            return [r[0] for r in (await conn.execute(q)).all()]
 
     async def ids_in_status(self, statuses: Sequence[OrderStatus], limit: int = 1000) -> list[str]:
         q = (

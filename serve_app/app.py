@@ -8,16 +8,18 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from ray.exceptions import RayActorError
+from ray.exceptions import RayActorError, RayTaskError
 
 from actors.order_actor import CreateOrder, OrderReply
 from domain.grants import any_grant_covers
 from domain.ids import order_id_for
 from domain.order import DeliveryMethod, request_fingerprint
 from domain.signing import SignatureError
+from domain.status import OrderStatus
 from serve_app.auth import Caller
 from serve_app.errors import ApiError, describe_validation, error_response, install_error_handlers
-from serve_app.schemas import CreateOrderBody
+from serve_app.paging import decode_cursor, encode_cursor, parse_limit, parse_time
+from serve_app.schemas import CreateOrderBody, RefundBody
 from serve_app.state import PlatformState
 from serve_app.views import order_view, show_detail_view, show_view
 
@@ -91,8 +93,9 @@ async def ask_host(state: PlatformState, order_id: str, method: str, *args: Any)
     host = state.host_for(order_id)
     try:
         reply: OrderReply = await getattr(host, method).remote(*args)
-    except RayActorError as exc:
-        # The host is restarting; the order's state is safe in the database.
+    except (RayActorError, RayTaskError) as exc:
+        # The host is restarting, or its database call failed; the order's state on disk is
+        # consistent (every move is one transaction), so asking again is safe.
         raise ApiError(503, "order_host_unavailable", "please retry shortly") from exc
     return reply
 
@@ -171,6 +174,7 @@ async def create_order(request: Request, caller: DistributorCaller) -> JSONRespo
         raise ApiError(403, "forbidden", "no live grant covers this session")
     if tier.show_status != "online" or tier.session_status != "online":
         raise ApiError(409, "not_on_sale", "this session is not on sale")
+    ttl = state.settings.lock_ttl_seconds
     cmd = CreateOrder(
         order_id=order_id_for(caller.distributor_id, body.distributor_order_id),
         distributor_id=caller.distributor_id,
@@ -190,8 +194,34 @@ async def create_order(request: Request, caller: DistributorCaller) -> JSONRespo
         buyer={"name": body.buyer.name, "phone": body.buyer.phone},
         callback_url=body.callback_url,
         request_hash=request_fingerprint(body.fingerprint_fields()),
+        lock_seconds=min(body.lock_seconds or ttl, ttl),
     )
     return reply_response(await ask_host(state, cmd.order_id, "create", cmd), state)
+
+
+@v1.get("/orders")
+async def list_orders(
+    request: Request,
+    caller: DistributorCaller,
+    status: str | None = None,
+    updated_since: str | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    state = state_of(request)
+    assert caller.distributor_id is not None
+    if status is not None and status not in OrderStatus.__members__:
+        raise ApiError(422, "invalid_request", f"status: unknown status {status!r}")
+    n = parse_limit(limit)
+    found = await state.orders.list_for_distributor(
+        caller.distributor_id,
+        status=status,
+        updated_since=parse_time("updated_since", updated_since),
+        after=decode_cursor(cursor),
+        limit=n,
+    )
+    next_cursor = encode_cursor(found[-1].updated_at, found[-1].id) if len(found) == n else None
+    return {"items": [order_view(o, state.tz) for o in found], "next_cursor": next_cursor}
 
 
 @v1.get("/orders/{order_id}")
@@ -205,6 +235,25 @@ async def get_order(order_id: str, request: Request, caller: DistributorCaller) 
 async def issue_order(order_id: str, request: Request, caller: DistributorCaller) -> JSONResponse:
     state = state_of(request)
     reply = await ask_host(state, order_id, "issue", order_id, caller.distributor_id)
+    return reply_response(reply, state)
+
+
+@v1.post("/orders/{order_id}/cancel")
+async def cancel_order(order_id: str, request: Request, caller: DistributorCaller) -> JSONResponse:
+    state = state_of(request)
+    reply = await ask_host(state, order_id, "cancel", order_id, caller.distributor_id)
+    return reply_response(reply, state)
+
+
+@v1.post("/orders/{order_id}/refund")
+async def refund_order(order_id: str, request: Request, caller: DistributorCaller) -> JSONResponse:
+    state = state_of(request)
+    raw = await request.body()
+    try:
+        body = RefundBody.model_validate_json(raw) if raw.strip() else RefundBody()
+    except ValidationError as exc:
+        return error_response(422, "invalid_request", describe_validation(exc))
+    reply = await ask_host(state, order_id, "refund", order_id, caller.distributor_id, body.reason)
     return reply_response(reply, state)
 
 

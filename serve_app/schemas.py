@@ -36,6 +36,8 @@ class CreateOrderBody(BaseModel):
     buyer: Buyer
     delivery: Delivery
     callback_url: str | None = Field(default=None, max_length=2000)
+    # A distributor may ask for a shorter seat hold than the platform's default (not longer).
+    lock_seconds: StrictInt | None = Field(default=None, ge=1, le=86_400)
 
     @field_validator("callback_url")
     @classmethod

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import ray
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from actors.directory import supplier_actor_handle
 from actors.order_actor import host_index, host_name
 from domain.signing import ed25519_public_key_b64
 from persistence.accounts import AccountRepository
@@ -17,6 +18,7 @@ from persistence.db import make_engine
 from persistence.nonces import DbNonceStore
 from persistence.orders import OrderRepository
 from persistence.secretbox import SecretBox
+from persistence.work import WorkRepository
 from serve_app.auth import RequestVerifier
 from showdist.settings import Settings
 
@@ -29,6 +31,7 @@ class PlatformState:
         self.accounts = AccountRepository(self.engine, SecretBox(settings.resolved_master_key()))
         self.catalog = CatalogRepository(self.engine)
         self.orders = OrderRepository(self.engine)
+        self.work = WorkRepository(self.engine)
         self.verifier = RequestVerifier(
             self.accounts,
             DbNonceStore(self.engine),
@@ -52,6 +55,14 @@ class PlatformState:
                 for i in range(self.settings.order_hosts)
             ]
         return self._hosts[host_index(order_id, len(self._hosts))]
+
+    async def supplier_handle(self, supplier_id: str) -> Any | None:
+        from showdist.platform import supplier_config
+
+        supplier = await self.catalog.get_supplier(supplier_id)
+        if supplier is None:
+            return None
+        return supplier_actor_handle(supplier_config(self.settings, supplier))
 
     async def aclose(self) -> None:
         await self.engine.dispose()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -9,7 +11,11 @@ from typing import Any
 import ray
 from ray import serve
 
+from actors.directory import supplier_actor_handle
 from actors.order_actor import HostConfig, start_order_hosts
+from actors.supplier_actor import SupplierActorConfig
+from persistence.catalog import CatalogRepository, Supplier
+from persistence.db import make_engine
 from persistence.migrate import upgrade
 from serve_app.deployment import ApiIngress
 from showdist.settings import Settings
@@ -36,7 +42,46 @@ def host_config(settings: Settings) -> HostConfig:
         lock_ttl_seconds=settings.lock_ttl_seconds,
         idle_seconds=settings.order_idle_seconds,
         supplier_max_concurrency=settings.supplier_max_concurrency,
+        hosts=settings.order_hosts,
+        sweep_seconds=settings.sweep_seconds,
+        supplier_tick_seconds=settings.supplier_tick_seconds,
+        abandoned_lock_seconds=settings.abandoned_lock_seconds,
+        platform_seed_b64=base64.b64encode(settings.resolved_platform_seed()).decode(),
+        breaker_failures=settings.breaker_failures,
+        breaker_cooldown_seconds=settings.breaker_cooldown_seconds,
     )
+
+
+def supplier_config(settings: Settings, supplier: Supplier) -> SupplierActorConfig:
+    return SupplierActorConfig(
+        supplier_id=supplier.id,
+        gateway=supplier.gateway,
+        gateway_config=supplier.config,
+        max_concurrency=settings.supplier_max_concurrency,
+        database_url=settings.resolved_database_url(),
+        instance=settings.instance,
+        namespace=settings.ray_namespace,
+        hosts=settings.order_hosts,
+        tick_seconds=settings.supplier_tick_seconds,
+        breaker_threshold=settings.breaker_failures,
+        breaker_cooldown_s=settings.breaker_cooldown_seconds,
+    )
+
+
+def ensure_supplier_actors(settings: Settings) -> list[Any]:
+    """Start every supplier's actor, so work left by a previous run (negotiations, releases,
+    feeds) resumes without waiting for traffic."""
+
+    async def load() -> list[Supplier]:
+        engine = make_engine(settings.resolved_database_url(), pool_size=1)
+        try:
+            return await CatalogRepository(engine).list_suppliers()
+        finally:
+            await engine.dispose()
+
+    handles = [supplier_actor_handle(supplier_config(settings, s)) for s in asyncio.run(load())]
+    ray.get([h.ping.remote() for h in handles])
+    return handles
 
 
 def ensure_ray(settings: Settings, *, num_cpus: int | None = None) -> None:
@@ -57,6 +102,7 @@ def start_platform(settings: Settings, *, num_cpus: int | None = None) -> Runnin
     ensure_ray(settings, num_cpus=num_cpus)
     hosts = start_order_hosts(host_config(settings), settings.order_hosts)
     ray.get([h.ping.remote() for h in hosts])
+    ensure_supplier_actors(settings)
     serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
     serve.run(
         ApiIngress.options(num_replicas=settings.serve_replicas).bind(settings),  # type: ignore[attr-defined]
@@ -69,5 +115,9 @@ def start_platform(settings: Settings, *, num_cpus: int | None = None) -> Runnin
 
 def stop_platform(platform: RunningPlatform) -> None:
     serve.delete(platform.settings.instance)
-    for h in platform.hosts:
-        ray.kill(h, no_restart=True)
+    prefix = f"{platform.settings.instance}:"
+    for entry in ray.util.list_named_actors(all_namespaces=True):
+        if entry["namespace"] == platform.settings.ray_namespace and entry["name"].startswith(
+            prefix
+        ):
+            ray.kill(ray.get_actor(entry["name"], namespace=entry["namespace"]), no_restart=True)

@@ -50,6 +50,15 @@ class Settings(BaseSettings):
     supplier_timeout_seconds: float = 5.0
     supplier_max_concurrency: int = 64
     timezone: str = "Asia/Shanghai"
+    sweep_seconds: float = Field(default=5.0, description="how often timers look for stuck orders")
+    supplier_tick_seconds: float = Field(
+        default=1.0, description="how often supplier actors poll negotiations, releases, feeds"
+    )
+    breaker_failures: int = Field(default=5, description="consecutive failures that open a circuit")
+    breaker_cooldown_seconds: float = Field(default=5.0, description="open circuit before a probe")
+    abandoned_lock_seconds: float = Field(
+        default=60.0, description="a NEW order older than this lost its lock call"
+    )
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -98,6 +98,10 @@ def platform(ray_session: None, postgres: PostgresServer, data_dir: Path) -> Ite
         instance="e2e",
         ray_namespace="showdist-test",
         order_hosts=2,
+        sweep_seconds=0.5,
+        supplier_tick_seconds=0.2,
+        abandoned_lock_seconds=10.0,
+        breaker_cooldown_seconds=1.0,
     )
     running = start_platform(settings)
     yield running

@@ -13,6 +13,7 @@ import httpx
 
 from domain.signing import new_nonce, sign_request
 from showdist.client import AsyncSignedClient, Credentials, encode_body
+from tests.support.waiting import eventually
 from tests.support.world import World
 
 
@@ -138,7 +139,11 @@ async def test_issue_refused_by_supplier_cancels_and_returns_the_seats(
     assert r.status_code == 409
     assert r.json()["error"]["code"] == "issue_failed"
     assert r.json()["order"]["status"] == "CANCELED"
-    assert sandbox_admin.inventory()["e2e_big"]["locked"] == held - 2
+
+    async def locked() -> int:
+        return int(sandbox_admin.inventory()["e2e_big"]["locked"])
+
+    await eventually(locked, lambda n: n == held - 2)  # the scheduled release ran
 
 
 async def test_lost_issue_response_keeps_the_order_fixing(
@@ -152,7 +157,7 @@ async def test_lost_issue_response_keeps_the_order_fixing(
     # A repeat does not issue again: the answer is read from the order's state.
     before = sandbox_admin.counters()["issue"]
     again = await client_a.request("POST", f"/v1/orders/{order['id']}/issue")
-    assert again.status_code == 202
+    assert again.status_code in (200, 202)  # 200 once the negotiation found it issued
     assert sandbox_admin.counters()["issue"] == before
 
 

@@ -1,0 +1,174 @@
+"""What a supplier actor does on its own: poll the supplier about negotiated orders, release
+seats of abandoned locks, and read the supplier's feeds (refunds it made, deliveries). The
+work lives in the database, so a restarted actor carries on where the last one stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import ray
+
+from actors.supplier_actor import SupplierService
+from domain.negotiation import backoff
+from persistence.work import Negotiation, WorkRepository
+from suppliers.gateway import CallResult, Outcome
+
+log = logging.getLogger(__name__)
+
+
+class OrderRouter(Protocol):
+    """Where the supplier's answers about an order go: that order's actor."""
+
+    async def negotiation_answer(
+        self, order_id: str, kind: str, result: CallResult[Any]
+    ) -> str: ...
+    async def supplier_refunded(self, order_id: str, refunded_at: datetime) -> str: ...
+    async def delivery_update(self, order_id: str, status: str) -> str: ...
+
+
+class RayOrderRouter:
+    def __init__(self, instance: str, namespace: str, hosts: int) -> None:
+        self._instance = instance
+        self._namespace = namespace
+        self._hosts = hosts
+        self._handles: dict[int, Any] = {}
+
+    def _host(self, order_id: str) -> Any:
+        from actors.order_actor import host_index, host_name
+
+        i = host_index(order_id, self._hosts)
+        if i not in self._handles:
+            self._handles[i] = ray.get_actor(
+                host_name(self._instance, i), namespace=self._namespace
+            )
+        return self._handles[i]
+
+    async def negotiation_answer(self, order_id: str, kind: str, result: CallResult[Any]) -> str:
+        status: str = await self._host(order_id).negotiation_answer.remote(order_id, kind, result)
+        return status
+
+    async def supplier_refunded(self, order_id: str, refunded_at: datetime) -> str:
+        status: str = await self._host(order_id).supplier_refunded.remote(order_id, refunded_at)
+        return status
+
+    async def delivery_update(self, order_id: str, status: str) -> str:
+        got: str = await self._host(order_id).delivery_update.remote(order_id, status)
+        return got
+
+
+class SupplierWorker:
+    def __init__(
+        self,
+        service: SupplierService,
+        work: WorkRepository,
+        router: OrderRouter,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        parallel: int = 16,
+        owns: Callable[[str], bool] = lambda _order_id: True,
+    ) -> None:
+        self._service = service
+        self._work = work
+        self._router = router
+        self._clock = clock
+        self._slots = asyncio.Semaphore(parallel)
+        self._owns = owns
+
+    @property
+    def supplier_id(self) -> str:
+        return self._service.supplier_id
+
+    async def refresh_overrides(self) -> None:
+        interval_ms, give_up_ms = await self._work.polling_overrides(self.supplier_id)
+        self._service.set_overrides(interval_ms, give_up_ms)
+
+    async def poll_negotiations(self) -> int:
+        """Ask the supplier about every due negotiation; returns how many were decided."""
+        await self.refresh_overrides()
+        now = self._clock()
+        due = [
+            n
+            for n in await self._work.due_negotiations(self.supplier_id, now)
+            if self._owns(n.order_id)
+        ]
+        decided = await asyncio.gather(*(self._poll_one(n, now) for n in due))
+        return sum(decided)
+
+    async def _poll_one(self, n: Negotiation, now: datetime) -> bool:
+        async with self._slots:
+            if n.kind == "issue":
+                result: CallResult[Any] = await self._service.query_issue(n.order_id)
+            else:
+                result = await self._service.query_refund(n.order_id)
+            if result.outcome is not Outcome.UNKNOWN:
+                try:
+                    await self._router.negotiation_answer(n.order_id, n.kind, result)
+                    return True
+                except Exception as exc:  # the order's host is restarting: ask again later
+                    log.warning("could not deliver the answer for %s: %r", n.order_id, exc)
+            policy = self._service.polling_policy()
+            await self._work.record_poll(
+                n.order_id,
+                n.kind,
+                next_poll_at=self._clock() + policy.interval,
+                error=result.error,
+                # Past the give-up time a person decides; the order is never cancelled blindly.
+                flag=now >= n.give_up_at,
+            )
+            return False
+
+    async def drain_releases(self) -> int:
+        now = self._clock()
+        due = [
+            r
+            for r in await self._work.due_releases(self.supplier_id, now)
+            if self._owns(r.order_id)
+        ]
+
+        async def one(order_id: str, attempts: int) -> bool:
+            async with self._slots:
+                result = await self._service.release(order_id)
+            if result.outcome is Outcome.UNKNOWN:
+                await self._work.release_retry(
+                    order_id, self._clock() + backoff(attempts), result.error
+                )
+                return False
+            # DONE, or a definite answer that there is nothing to release.
+            await self._work.release_done(order_id, self._clock())
+            return True
+
+        done = await asyncio.gather(*(one(r.order_id, r.attempts) for r in due))
+        return sum(done)
+
+    async def read_feeds(self) -> int:
+        refund_seq, delivery_seq = await self._work.feed_cursor(self.supplier_id)
+        handled = 0
+        refunds = await self._service.supplier_refunds(refund_seq)
+        if refunds.outcome is Outcome.DONE and refunds.value:
+            last = refund_seq
+            for ev in refunds.value:
+                try:
+                    await self._router.supplier_refunded(ev.order_id, ev.refunded_at)
+                except Exception as exc:
+                    log.warning("supplier refund of %s not applied yet: %r", ev.order_id, exc)
+                    break
+                last = ev.seq
+                handled += 1
+            await self._work.advance_feed(self.supplier_id, refund_seq=last)
+        deliveries = await self._service.delivery_updates(delivery_seq)
+        if deliveries.outcome is Outcome.DONE and deliveries.value:
+            last = delivery_seq
+            for d in deliveries.value:
+                try:
+                    await self._router.delivery_update(d.order_id, d.status)
+                except Exception as exc:
+                    log.warning("delivery update of %s not applied yet: %r", d.order_id, exc)
+                    break
+                last = d.seq
+                handled += 1
+            await self._work.advance_feed(self.supplier_id, delivery_seq=last)
+        return handled

@@ -1,0 +1,48 @@
+"""Opaque keyset cursors: (updated_at, id) of the last row of a page."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime
+
+from serve_app.errors import ApiError
+
+
+def encode_cursor(updated_at: datetime, row_id: str) -> str:
+    raw = json.dumps([updated_at.isoformat(), row_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    if not cursor:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        at, row_id = json.loads(raw)
+        parsed = datetime.fromisoformat(at)
+        if parsed.tzinfo is None or not isinstance(row_id, str):
+            raise ValueError("bad cursor")
+    except (ValueError, TypeError) as exc:
+        raise ApiError(422, "invalid_request", "cursor: not a cursor this API issued") from exc
+    return parsed, row_id
+
+
+def parse_limit(limit: int | None) -> int:
+    if limit is None:
+        return 100
+    if not 1 <= limit <= 500:
+        raise ApiError(422, "invalid_request", "limit: must be between 1 and 500")
+    return limit
+
+
+def parse_time(name: str, value: str | None) -> datetime | None:
+    if value is None or value == "":
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ApiError(422, "invalid_request", f"{name}: not an RFC 3339 time") from exc
+    if parsed.tzinfo is None:
+        raise ApiError(422, "invalid_request", f"{name}: needs a UTC offset")
+    return parsed
