@@ -106,9 +106,13 @@ class SupplierService:
     def _record(self, result: CallResult[Any], started: float) -> None:
         self._outcomes.append(result.outcome)
         self._latencies.append((time.perf_counter() - started) * 1000.0)
+
+    def _feed_breaker(self, result: CallResult[Any]) -> None:
+        # Only locks feed the breaker: it guards the call that must fail fast, and a
+        # supplier whose background calls (releases, feeds) work may still refuse locks.
         if result.outcome is Outcome.DONE or result.error in _BUSINESS_ERRORS:
             self._breaker.record_success()
-        elif result.error != ErrorCode.PENDING:
+        else:
             self._breaker.record_failure(time.monotonic())
 
     async def _call(self, fn: Callable[[], Awaitable[CallResult[T]]]) -> CallResult[T]:
@@ -142,6 +146,7 @@ class SupplierService:
             self._in_flight -= 1
             self._slots.release()
         self._record(result, started)
+        self._feed_breaker(result)
         return result
 
     async def release(self, order_id: str) -> CallResult[None]:

@@ -135,6 +135,9 @@ class OrderRepository:
                 await conn.execute(insert(orders).values(values))
                 await self._write_history(conn, order, first_seq=0)
         except IntegrityError:
+            # Only a duplicate id means "already there"; any other violation is a real error.
+            if await self.get(order.id) is None:
+                raise
             return False
         order.unsaved_history.clear()
         return True

@@ -36,3 +36,10 @@ async def client_b(world: World) -> AsyncIterator[AsyncSignedClient]:
     client = AsyncSignedClient(world.base_url, world.b.creds)
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+async def admin_client(world: World) -> AsyncIterator[AsyncSignedClient]:
+    client = AsyncSignedClient(world.base_url, world.admin)
+    yield client
+    await client.aclose()

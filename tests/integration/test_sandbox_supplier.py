@@ -431,6 +431,57 @@ async def test_supplier_cancel_refunds_issued_orders_into_the_feed(
     assert len((await gateway.supplier_refunds(0)).value or []) == 2
 
 
+# -- express delivery updates ---------------------------------------------------------------
+
+
+async def test_delivery_updates_feed(gateway: SandboxGateway, admin: SandboxAdmin) -> None:
+    order_id = await _issued(gateway)
+    other = await _issued(gateway, TIER_B)
+
+    shipped = admin.set_delivery(order_id, "SHIPPED")
+    assert (shipped["seq"], shipped["order_id"], shipped["status"]) == (1, order_id, "SHIPPED")
+    assert admin.set_delivery(order_id, "SHIPPED") == shipped  # a repeat records nothing
+    assert admin.set_delivery(other, "SHIPPED")["seq"] == 2
+    delivered = admin.set_delivery(order_id, "DELIVERED")
+    assert (delivered["seq"], delivered["status"]) == (3, "DELIVERED")
+
+    feed = await gateway.delivery_updates(0)
+    assert feed.outcome is Outcome.DONE
+    assert feed.value is not None
+    assert [(e.seq, e.order_id, e.status) for e in feed.value] == [
+        (1, order_id, "SHIPPED"),
+        (2, other, "SHIPPED"),
+        (3, order_id, "DELIVERED"),
+    ]
+    assert all(e.at.utcoffset() == UTC.utcoffset(None) for e in feed.value)
+    assert feed.value[0].at <= feed.value[2].at
+
+    after_first = await gateway.delivery_updates(feed.value[0].seq)
+    assert after_first.outcome is Outcome.DONE
+    assert after_first.value == feed.value[1:]
+    assert (await gateway.delivery_updates(3)).value == []
+    assert admin.counters()["delivery_updates"] == 3
+
+    admin.reset()
+    assert (await gateway.delivery_updates(0)).value == []
+
+
+async def test_delivery_update_needs_an_issued_order(
+    gateway: SandboxGateway, admin: SandboxAdmin
+) -> None:
+    refunded = await _issued(gateway)
+    assert (await gateway.refund(refunded)).outcome is Outcome.DONE
+    for order_id in (new_order_id(), await _locked(gateway), refunded):
+        with pytest.raises(httpx.HTTPStatusError) as refused:
+            admin.set_delivery(order_id, "SHIPPED")
+        assert refused.value.response.status_code == 409
+        assert refused.value.response.json()["error"] == ErrorCode.REFUSED
+    with pytest.raises(httpx.HTTPStatusError) as invalid:
+        admin.set_delivery(await _issued(gateway), "LOST")
+    assert invalid.value.response.status_code == 422
+    assert (await gateway.delivery_updates(0)).value == []
+
+
 # -- catalog --------------------------------------------------------------------------------
 
 

@@ -22,6 +22,8 @@ from suppliers.sandbox.gateway import SandboxGateway
 
 SHOW_REF = "e2e_show"
 SESSION_REF = "e2e_session"
+CANCEL_SHOW_REF = "e2e_show_to_cancel"
+CANCEL_SESSION_REF = "e2e_session_to_cancel"
 
 
 def world_catalog(*, big_stock: int = 1_000_000, small_stock: int = 3) -> dict[str, Any]:
@@ -54,7 +56,24 @@ def world_catalog(*, big_stock: int = 1_000_000, small_stock: int = 3) -> dict[s
                         "tiers": [tier("e2e_big", big_stock), tier("e2e_small", small_stock)],
                     }
                 ],
-            }
+            },
+            {
+                "ref": CANCEL_SHOW_REF,
+                "title": "将被取消的演出",
+                "city": "北京",
+                "category": "theatre",
+                "venue": "测试剧场二",
+                "starts_at": "2026-12-20T19:30:00+08:00",
+                "status": "online",
+                "sessions": [
+                    {
+                        "ref": CANCEL_SESSION_REF,
+                        "starts_at": "2026-12-20T19:30:00+08:00",
+                        "status": "online",
+                        "tiers": [tier("e2e_cancel", 1000)],
+                    }
+                ],
+            },
         ]
     }
 
@@ -140,4 +159,10 @@ async def seed_world(settings: Settings, sandbox_url: str, base_url: str) -> Wor
         a=a,
         b=b,
         admin=Credentials(admin_id, secret=admin_secret),
+        extra={
+            "cancel_session_id": catalog_id("ses", sid, CANCEL_SHOW_REF, CANCEL_SESSION_REF),
+            "cancel_tier_id": catalog_id(
+                "tir", sid, CANCEL_SHOW_REF, CANCEL_SESSION_REF, "e2e_cancel"
+            ),
+        },
     )
