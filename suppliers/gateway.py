@@ -26,6 +26,7 @@ __all__ = [
     "CatalogSession",
     "CatalogShow",
     "CatalogTier",
+    "DeliveryUpdateEvent",
     "ErrorCode",
     "IssueInfo",
     "LockInfo",
@@ -99,6 +100,16 @@ class SupplierRefundEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class DeliveryUpdateEvent:
+    """A step in the express delivery of an order's paper tickets, reported by the supplier."""
+
+    seq: int
+    order_id: str
+    status: str  # "SHIPPED" | "DELIVERED"
+    at: datetime  # tz-aware, UTC
+
+
+@dataclass(frozen=True, slots=True)
 class CatalogTier:
     ref: str
     name: str
@@ -168,6 +179,10 @@ class SupplierGateway(Protocol):
 
     async def supplier_refunds(self, since_seq: int) -> CallResult[list[SupplierRefundEvent]]:
         """Refunds the supplier started on its own with `seq > since_seq`, oldest first."""
+        ...
+
+    async def delivery_updates(self, since_seq: int) -> CallResult[list[DeliveryUpdateEvent]]:
+        """Express delivery updates (paper tickets) with `seq > since_seq`, oldest first."""
         ...
 
     async def aclose(self) -> None: ...

@@ -1,4 +1,5 @@
-"""The sandbox supplier's own books: catalog, stock, locks, issues, refunds and its refund feed.
+"""The sandbox supplier's own books: catalog, stock, locks, issues, refunds and its two feeds
+(the refunds it made on its own, and the express delivery updates of paper tickets).
 
 Plain synchronous Python with no I/O and no awaits, so that every method runs to completion on
 the event loop without interleaving: a stock check and its decrement are atomic, and no order can
@@ -10,6 +11,10 @@ A lock moves HELD → ISSUED (issue) or HELD → RELEASED (release) or HELD → 
 cancelled the show). A release of an order the supplier has never seen leaves a RELEASED
 tombstone, so that a lock that arrives late (after the platform gave up on it and released it)
 is refused instead of holding seats nobody will ever release. Locks do not expire by themselves.
+
+Express delivery of an issued order is recorded by the admin (`set_delivery`) as SHIPPED or
+DELIVERED events in the delivery feed. The sandbox does not enforce SHIPPED before DELIVERED;
+each status is recorded at most once per order (a repeat answers the event already recorded).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ Clock = Callable[[], datetime]
 MAX_QUANTITY = 100
 MAX_ID_LENGTH = 200
 FEED_PAGE_MAX = 10_000
+DELIVERY_STATUSES = ("SHIPPED", "DELIVERED")
 
 
 class CatalogError(ValueError):
@@ -112,6 +118,8 @@ class Refunded:
 @dataclass(slots=True)
 class Counters:
     calls: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OPS, 0))
+    # Calls received per order and operation: lets a test check "at most one issue call".
+    per_order: dict[str, dict[str, int]] = field(default_factory=dict)
     locks_performed: int = 0
     releases_performed: int = 0
     issue_effects: int = 0
@@ -137,6 +145,8 @@ class SupplierBook:
         self.issues: dict[str, Issued] = {}
         self.refunds: dict[str, Refunded] = {}
         self.feed: list[dict[str, Any]] = []
+        self.delivery_feed: list[dict[str, Any]] = []
+        self._deliveries: dict[tuple[str, str], dict[str, Any]] = {}
         self.counters = Counters()
         self._lock_seq = 0
         self._ticket_seq = 0
@@ -150,7 +160,7 @@ class SupplierBook:
         self._install(shows)
 
     def reset(self) -> None:
-        """Forget every lock, issue and refund, zero the counters and restore the stock."""
+        """Forget every lock, issue, refund and delivery, zero the counters, restore the stock."""
         self._install(_parse_catalog(self._spec))
 
     def _install(self, shows: dict[str, Show]) -> None:
@@ -160,6 +170,8 @@ class SupplierBook:
         self.issues = {}
         self.refunds = {}
         self.feed = []
+        self.delivery_feed = []
+        self._deliveries = {}
         self.counters = Counters()
 
     def catalog(self) -> dict[str, Any]:
@@ -347,6 +359,33 @@ class SupplierBook:
         start = max(since_seq, 0)
         events = self.feed[start : start + limit]
         return 200, {"events": events, "last_seq": len(self.feed)}
+
+    def set_delivery(self, order_id: str, status: str) -> Reply:
+        """Record an express delivery step of an issued order (idempotent per order and status)."""
+        if status not in DELIVERY_STATUSES:
+            return refusal(422, "invalid_request", f"status must be one of {DELIVERY_STATUSES}")
+        existing = self._deliveries.get((order_id, status))
+        if existing is not None:
+            return 200, existing
+        hold = self.holds.get(order_id)
+        if hold is None or hold.status is not HoldStatus.ISSUED:
+            return refusal(409, "refused", "the order is not issued")
+        if order_id in self.refunds:
+            return refusal(409, "refused", "the order is refunded")
+        event = {
+            "seq": len(self.delivery_feed) + 1,
+            "order_id": order_id,
+            "status": status,
+            "at": self._clock().isoformat(),
+        }
+        self.delivery_feed.append(event)
+        self._deliveries[(order_id, status)] = event
+        return 200, event
+
+    def delivery_updates(self, since_seq: int, limit: int) -> Reply:
+        start = max(since_seq, 0)
+        events = self.delivery_feed[start : start + limit]
+        return 200, {"events": events, "last_seq": len(self.delivery_feed)}
 
     def counter_values(self) -> dict[str, int]:
         c = self.counters

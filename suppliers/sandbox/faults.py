@@ -30,6 +30,7 @@ OPS: tuple[str, ...] = (
     "query_refund",
     "catalog",
     "supplier_refunds",
+    "delivery_updates",
 )
 
 DEFAULT_HANG_MS = 30_000

@@ -2,7 +2,7 @@
 
 How an answer becomes an `Outcome` (the platform acts on it, so it must never guess).
 
-Commands (lock, release, issue, refund, catalog, supplier_refunds):
+Commands (lock, release, issue, refund, catalog, supplier_refunds, delivery_updates):
 
 - 2xx with a readable body → DONE; a 2xx whose body cannot be read → UNKNOWN `protocol` (the
   effect may have happened).
@@ -51,6 +51,7 @@ from suppliers.gateway import (
     CatalogSession,
     CatalogShow,
     CatalogTier,
+    DeliveryUpdateEvent,
     ErrorCode,
     IssueInfo,
     LockInfo,
@@ -69,6 +70,8 @@ T = TypeVar("T")
 # about 1 s here, against 0.2 s for 200 requests on a 10-connection pool. So the gateway spreads
 # its `max_connections` over several small clients and sends each request to the least busy one.
 _CONNECTIONS_PER_CLIENT = 8
+
+_DELIVERY_STATUSES = frozenset({"SHIPPED", "DELIVERED"})
 
 _STATUS_ERRORS = {
     404: ErrorCode.NOT_FOUND,
@@ -176,6 +179,13 @@ class SandboxGateway:
             "GET", "/supplier-refunds", params={"since_seq": str(since_seq)}
         )
         return _command(answer, latency, _refund_events)
+
+    async def delivery_updates(self, since_seq: int) -> CallResult[list[DeliveryUpdateEvent]]:
+        """Up to 1,000 events after `since_seq`; ask again from the last `seq` for more."""
+        answer, latency = await self._exchange(
+            "GET", "/delivery-updates", params={"since_seq": str(since_seq)}
+        )
+        return _command(answer, latency, _delivery_events)
 
     async def aclose(self) -> None:
         clients, self._clients, self._in_flight = self._clients, [], []
@@ -391,6 +401,25 @@ def _refund_events(body: Any) -> list[SupplierRefundEvent]:
         )
         for e in _list(body["events"])
     ]
+
+
+def _delivery_events(body: Any) -> list[DeliveryUpdateEvent]:
+    return [
+        DeliveryUpdateEvent(
+            seq=_int(e["seq"]),
+            order_id=_str(e["order_id"]),
+            status=_delivery_status(e["status"]),
+            at=_utc(e["at"]),
+        )
+        for e in _list(body["events"])
+    ]
+
+
+def _delivery_status(value: Any) -> str:
+    status = _str(value)
+    if status not in _DELIVERY_STATUSES:
+        raise ValueError(f"unknown delivery status {status!r}")
+    return status
 
 
 def _catalog(body: Any) -> Catalog:

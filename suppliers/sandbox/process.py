@@ -153,6 +153,11 @@ class SandboxAdmin:
         tiers = self._json("GET", "/admin/inventory")
         return {ref: {k: int(v) for k, v in tier.items()} for ref, tier in tiers.items()}
 
+    def order_calls(self) -> dict[str, dict[str, int]]:
+        """Calls received per order id and operation (lock, release, issue, refund)."""
+        calls = self._json("GET", "/admin/order-calls")
+        return {oid: {op: int(n) for op, n in ops.items()} for oid, ops in calls.items()}
+
     def reset(self) -> None:
         self._json("POST", "/admin/reset")
 
@@ -161,6 +166,12 @@ class SandboxAdmin:
 
     def cancel_show(self, show_ref: str) -> dict[str, Any]:
         return self._json("POST", f"/admin/shows/{quote(show_ref, safe='')}/cancel")
+
+    def set_delivery(self, order_id: str, status: str) -> dict[str, Any]:
+        """Record an express delivery update (`"SHIPPED"` | `"DELIVERED"`) of an issued order;
+        answers the event `{seq, order_id, status, at}` (the existing one for a repeat)."""
+        path = f"/admin/orders/{quote(order_id, safe='')}/delivery"
+        return self._json("POST", path, {"status": status})
 
     def catalog(self) -> dict[str, Any]:
         return self._json("GET", "/catalog")

@@ -21,11 +21,18 @@ Supplier API (all JSON; errors are `{"error": code, "message": text}`):
   `{"state": "pending"}` | `{"state": "not_refunded"}`.
 - `GET /supplier-refunds?since_seq=N&limit=M` → `{"events": [{seq, order_id, refunded_at}],
   "last_seq": n}`, the refunds the supplier made on its own, `seq > since_seq`, oldest first.
+- `GET /delivery-updates?since_seq=N&limit=M` → `{"events": [{seq, order_id, status, at}],
+  "last_seq": n}`, express delivery updates of paper tickets (status `SHIPPED` | `DELIVERED`),
+  `seq > since_seq`, oldest first.
 
 Admin API (never faulted): `POST /admin/catalog` (replace the catalog, tiers carry `stock`;
-clears orders and counters), `POST /admin/shows/{show_ref}/cancel`, `PUT|GET /admin/faults`
-(see `faults.py`; a PUT replaces the whole configuration), `POST /admin/reset` (clears faults,
-counters, locks, issues and refunds; restores the stock), `GET /admin/counters` (calls received
+clears orders, feeds and counters), `POST /admin/shows/{show_ref}/cancel`,
+`POST /admin/orders/{order_id}/delivery` `{"status": "SHIPPED" | "DELIVERED"}` (records a
+delivery update of an issued, unrefunded order and answers the event; 409 `refused` otherwise;
+a status already recorded for the order answers the existing event; SHIPPED before DELIVERED is
+not enforced), `PUT|GET /admin/faults` (see `faults.py`; a PUT replaces the whole configuration),
+`POST /admin/reset` (clears faults, counters, locks, issues, refunds and both feeds; restores the
+stock), `GET /admin/counters` (calls received
 per operation; effects performed: `locks_performed`, `releases_performed`, `issues_performed`
 (distinct orders issued), `issue_effects` (never above `issues_performed`), `refunds_performed`,
 `supplier_refunds_performed`; faults injected: `injected_error`, `injected_refuse`,
@@ -52,6 +59,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from suppliers.sandbox.book import (
+    DELIVERY_STATUSES,
     FEED_PAGE_MAX,
     MAX_ID_LENGTH,
     MAX_QUANTITY,
@@ -108,7 +116,9 @@ class SandboxSupplier:
 
     async def lock(self, order_id: str, session_ref: str, tier_ref: str, quantity: int) -> Reply:
         return await self._run(
-            "lock", lambda: self.book.lock(order_id, session_ref, tier_ref, quantity)
+            "lock",
+            lambda: self.book.lock(order_id, session_ref, tier_ref, quantity),
+            order_id=order_id,
         )
 
     async def release(self, order_id: str) -> Reply:
@@ -117,11 +127,15 @@ class SandboxSupplier:
                 return refusal(409, "refused", "an issue of this order is in progress")
             return self.book.release(order_id)
 
-        return await self._run("release", perform)
+        return await self._run("release", perform, order_id=order_id)
 
     async def issue(self, order_id: str) -> Reply:
         return await self._run(
-            "issue", lambda: self.book.issue(order_id), inflight=self._issuing, key=order_id
+            "issue",
+            lambda: self.book.issue(order_id),
+            inflight=self._issuing,
+            key=order_id,
+            order_id=order_id,
         )
 
     async def query_issue(self, order_id: str) -> Reply:
@@ -134,7 +148,11 @@ class SandboxSupplier:
 
     async def refund(self, order_id: str) -> Reply:
         return await self._run(
-            "refund", lambda: self.book.refund(order_id), inflight=self._refunding, key=order_id
+            "refund",
+            lambda: self.book.refund(order_id),
+            inflight=self._refunding,
+            key=order_id,
+            order_id=order_id,
         )
 
     async def query_refund(self, order_id: str) -> Reply:
@@ -151,6 +169,11 @@ class SandboxSupplier:
     async def supplier_refunds(self, since_seq: int, limit: int) -> Reply:
         return await self._run(
             "supplier_refunds", lambda: self.book.supplier_refunds(since_seq, limit)
+        )
+
+    async def delivery_updates(self, since_seq: int, limit: int) -> Reply:
+        return await self._run(
+            "delivery_updates", lambda: self.book.delivery_updates(since_seq, limit)
         )
 
     # -- admin ------------------------------------------------------------------------------
@@ -178,8 +201,12 @@ class SandboxSupplier:
         *,
         inflight: dict[str, asyncio.Future[Reply]] | None = None,
         key: str = "",
+        order_id: str | None = None,
     ) -> Reply:
         self.book.counters.calls[op] += 1
+        if order_id is not None:
+            per = self.book.counters.per_order.setdefault(order_id, {})
+            per[op] = per.get(op, 0) + 1
         if inflight is not None:
             running = inflight.get(key)
             if running is not None and not running.done():
@@ -337,6 +364,11 @@ def create_app(*, demo: bool = False, supplier: SandboxSupplier | None = None) -
         limit = _int_param(request, "limit", 1000, 1, FEED_PAGE_MAX)
         return _respond(await sandbox.supplier_refunds(since_seq, limit))
 
+    async def delivery_updates(request: Request) -> Response:
+        since_seq = _int_param(request, "since_seq", 0, 0, 2**62)
+        limit = _int_param(request, "limit", 1000, 1, FEED_PAGE_MAX)
+        return _respond(await sandbox.delivery_updates(since_seq, limit))
+
     async def admin_catalog(request: Request) -> Response:
         body = await _json_object(request)
         try:
@@ -347,6 +379,13 @@ def create_app(*, demo: bool = False, supplier: SandboxSupplier | None = None) -
 
     async def admin_cancel_show(request: Request) -> Response:
         return _respond(sandbox.book.cancel_show(request.path_params["show_ref"]))
+
+    async def admin_set_delivery(request: Request) -> Response:
+        order_id = _ref(request.path_params["order_id"], "order_id")
+        status = (await _json_object(request)).get("status")
+        if status not in DELIVERY_STATUSES:
+            raise BadRequest(f"status must be one of {', '.join(DELIVERY_STATUSES)}")
+        return _respond(sandbox.book.set_delivery(order_id, str(status)))
 
     async def admin_put_faults(request: Request) -> Response:
         body = await _json_object(request)
@@ -370,6 +409,9 @@ def create_app(*, demo: bool = False, supplier: SandboxSupplier | None = None) -
     async def admin_inventory(request: Request) -> Response:
         return _respond((200, sandbox.book.inventory()))
 
+    async def admin_order_calls(request: Request) -> Response:
+        return _respond((200, dict(sandbox.book.counters.per_order)))
+
     routes = [
         Route("/healthz", _guarded(healthz), methods=["GET"]),
         Route("/catalog", _guarded(catalog), methods=["GET"]),
@@ -380,13 +422,20 @@ def create_app(*, demo: bool = False, supplier: SandboxSupplier | None = None) -
         Route("/refunds", _guarded(refund), methods=["POST"]),
         Route("/refunds/{order_id:path}", _guarded(query_refund), methods=["GET"]),
         Route("/supplier-refunds", _guarded(supplier_refunds), methods=["GET"]),
+        Route("/delivery-updates", _guarded(delivery_updates), methods=["GET"]),
         Route("/admin/catalog", _guarded(admin_catalog), methods=["POST"]),
         Route("/admin/shows/{show_ref}/cancel", _guarded(admin_cancel_show), methods=["POST"]),
+        Route(
+            "/admin/orders/{order_id:path}/delivery",
+            _guarded(admin_set_delivery),
+            methods=["POST"],
+        ),
         Route("/admin/faults", _guarded(admin_put_faults), methods=["PUT"]),
         Route("/admin/faults", _guarded(admin_get_faults), methods=["GET"]),
         Route("/admin/reset", _guarded(admin_reset), methods=["POST"]),
         Route("/admin/counters", _guarded(admin_counters), methods=["GET"]),
         Route("/admin/inventory", _guarded(admin_inventory), methods=["GET"]),
+        Route("/admin/order-calls", _guarded(admin_order_calls), methods=["GET"]),
     ]
     app = Starlette(routes=routes)
     app.state.sandbox = sandbox
