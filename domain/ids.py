@@ -16,7 +16,10 @@ def order_id_for(distributor_id: str, distributor_order_id: str) -> str:
     """The deterministic id of an order: the same (distributor, its order id) always maps to
     the same id, so a create can be routed to its host before the row exists and a duplicate
     create collides on the primary key."""
-    digest = hashlib.sha256(f"{distributor_id}\x00{distributor_order_id}".encode()).digest()
+    # Length-prefixed, so no pair of strings can collide by moving a separator between them.
+    a = distributor_id.encode("utf-8", "surrogatepass")
+    b = distributor_order_id.encode("utf-8", "surrogatepass")
+    digest = hashlib.sha256(len(a).to_bytes(4, "big") + a + b).digest()
     return "ord_" + base64.b32encode(digest[:15]).decode().lower()
 
 

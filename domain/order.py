@@ -16,7 +16,12 @@ from enum import StrEnum
 from typing import Any
 
 from domain.money import Money
-from domain.status import DeliveryStatus, OrderStatus, transition
+from domain.status import DeliveryStatus, InvalidTransition, OrderStatus, transition
+
+# Statuses in which the supplier has issued the tickets (whatever happened after).
+ISSUED_STATUSES = frozenset(
+    {OrderStatus.FIXED, OrderStatus.REFUNDING, OrderStatus.REFUNDED, OrderStatus.REFUND_FAIL}
+)
 
 
 class DeliveryMethod(StrEnum):
@@ -110,15 +115,18 @@ class Order:
     def mark_fixed(self, now: datetime, tickets: tuple[IssuedTicket, ...]) -> None:
         if not tickets:
             raise ValueError("an issued order carries its tickets")
-        self._move(OrderStatus.FIXED, now)
-        self.tickets = tickets
-        # E-ticket codes are the delivery; paper tickets wait for the courier.
+        # E-ticket codes are the delivery; paper tickets wait for the courier. Both moves are
+        # checked before either is made, so a refused move leaves the order as it was.
         target = (
             DeliveryStatus.DELIVERED
             if self.delivery_method is DeliveryMethod.ETICKET
             else DeliveryStatus.PENDING
         )
-        self.delivery_status = transition(self.delivery_status, target)
+        transition(self.status, OrderStatus.FIXED)  # checks only; _move below makes it
+        delivery = transition(self.delivery_status, target)
+        self._move(OrderStatus.FIXED, now)
+        self.tickets = tickets
+        self.delivery_status = delivery
 
     def cancel(self, now: datetime, reason: str) -> None:
         self._move(OrderStatus.CANCELED, now, reason)
@@ -135,6 +143,9 @@ class Order:
         self.failure_reason = reason
 
     def advance_delivery(self, target: DeliveryStatus, now: datetime) -> None:
+        """A delivery update from the supplier; delivery starts only once tickets exist."""
+        if self.status not in ISSUED_STATUSES:
+            raise InvalidTransition("delivery", self.delivery_status.value, target.value)
         self.delivery_status = transition(self.delivery_status, target)
         self.updated_at = now
 

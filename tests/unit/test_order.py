@@ -327,15 +327,6 @@ def test_illegal_move_raises_and_changes_nothing() -> None:
     assert Snapshot.of(order) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "BUG: mark_fixed moves the order to FIXED (status, history, tickets) before it moves "
-        "delivery, so a refused delivery move raises with the order already changed. Reachable "
-        "because advance_delivery accepts NONE -> DELIVERED / PENDING before the order is issued."
-    ),
-)
 def test_a_refused_mark_fixed_leaves_the_order_unchanged() -> None:
     order = fixing_order()
     # Either the domain refuses delivery before issue (which also resolves this), or it
@@ -352,14 +343,6 @@ def test_a_refused_mark_fixed_leaves_the_order_unchanged() -> None:
         assert delivery_of(order) is DeliveryStatus.DELIVERED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: advance_delivery checks only the delivery machine, so an order that was never "
-        "issued (NEW, LOCKED, FIXING, CANCELED, ...) can be marked PENDING or DELIVERED; "
-        "DESIGN.md has delivery start once the tickets are issued."
-    ),
-)
 @pytest.mark.parametrize("target", [DeliveryStatus.PENDING, DeliveryStatus.DELIVERED])
 def test_delivery_does_not_move_before_the_order_is_issued(target: DeliveryStatus) -> None:
     canceled = locked_order()

@@ -1,0 +1,108 @@
+"""SIGKILL an order host, and a supplier actor, while orders are FIXING: after Ray restarts
+them every order reaches the right state, and nothing is issued twice."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import uuid
+from typing import Any
+
+import httpx
+import ray
+
+from actors.order_actor import host_name
+from actors.supplier_actor import supplier_actor_name
+from showdist.client import AsyncSignedClient
+from tests.support.waiting import eventually
+from tests.support.world import World
+
+IN_FLIGHT = 8
+
+
+async def _locked_orders(world: World, client: AsyncSignedClient, n: int) -> list[str]:
+    ids = []
+    for _ in range(n):
+        r = await client.request(
+            "POST", "/v1/orders", world.order_body(f"K-{uuid.uuid4().hex[:10]}")
+        )
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+    return ids
+
+
+async def _issue_all(client: AsyncSignedClient, ids: list[str]) -> list[httpx.Response]:
+    return list(
+        await asyncio.gather(*(client.request("POST", f"/v1/orders/{i}/issue") for i in ids))
+    )
+
+
+async def _all_fixed(client: AsyncSignedClient, ids: list[str]) -> list[dict[str, Any]]:
+    async def probe() -> list[dict[str, Any]]:
+        replies = await asyncio.gather(*(client.request("GET", f"/v1/orders/{i}") for i in ids))
+        return [r.json() for r in replies]
+
+    return await eventually(probe, lambda os: all(o["status"] == "FIXED" for o in os), timeout=60)
+
+
+async def _wait_alive(handle: Any) -> None:
+    async def ping() -> bool:
+        try:
+            return bool(await asyncio.wait_for(handle.ping.remote(), 5))
+        except Exception:
+            return False
+
+    await eventually(ping, bool, timeout=60, every=0.5)
+
+
+async def test_sigkill_of_the_order_hosts_during_fixing(
+    world: World, client_a: AsyncSignedClient, sandbox_admin: Any, platform: Any
+) -> None:
+    ids = await _locked_orders(world, client_a, IN_FLIGHT)
+    # The supplier takes 1.5 s to issue (within the gateway's 2 s timeout).
+    sandbox_admin.set_faults({"issue": {"hang_rate": 1.0, "hang_ms": 1500}})
+    settings = platform.settings
+    hosts = [
+        ray.get_actor(host_name(settings.instance, i), namespace=settings.ray_namespace)
+        for i in range(settings.order_hosts)
+    ]
+    pids = [await h.pid.remote() for h in hosts]
+    issuing = asyncio.ensure_future(_issue_all(client_a, ids))
+    await asyncio.sleep(0.5)  # every order is FIXING, its issue call hanging at the supplier
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    replies = await issuing
+    assert {r.status_code for r in replies} <= {503, 202, 200}
+    assert any(r.status_code == 503 for r in replies)  # the hosts died under them
+    for h in hosts:
+        await _wait_alive(h)
+    assert [await h.pid.remote() for h in hosts] != pids
+    fixed = await _all_fixed(client_a, ids)
+    calls = sandbox_admin.order_calls()
+    for o in fixed:
+        assert len(o["tickets"]) == 2
+        assert calls[o["id"]]["issue"] == 1, calls[o["id"]]
+
+
+async def test_sigkill_of_the_supplier_actor_during_fixing(
+    world: World, client_a: AsyncSignedClient, sandbox_admin: Any, platform: Any
+) -> None:
+    ids = await _locked_orders(world, client_a, IN_FLIGHT)
+    sandbox_admin.set_faults({"issue": {"hang_rate": 1.0, "hang_ms": 1500}})
+    settings = platform.settings
+    actor: Any = ray.get_actor(
+        supplier_actor_name(settings.instance, world.supplier_id), namespace=settings.ray_namespace
+    )
+    pid = await actor.pid.remote()
+    issuing = asyncio.ensure_future(_issue_all(client_a, ids))
+    await asyncio.sleep(0.5)
+    os.kill(pid, signal.SIGKILL)
+    replies = await issuing
+    # The hosts survived: each order answers FIXING (outcome unknown, negotiating).
+    assert {r.status_code for r in replies} == {202}
+    await _wait_alive(actor)
+    fixed = await _all_fixed(client_a, ids)
+    calls = sandbox_admin.order_calls()
+    for o in fixed:
+        assert calls[o["id"]]["issue"] == 1, calls[o["id"]]
