@@ -409,13 +409,13 @@ class OrderActor:
             target = DeliveryStatus(status)
             if order.delivery_status is target:
                 return order.delivery_status.value
-            # A DELIVERED update may arrive without the SHIPPED before it: ship first.
-            if (
-                target is DeliveryStatus.DELIVERED
-                and order.delivery_status is DeliveryStatus.PENDING
-            ):
-                order.advance_delivery(DeliveryStatus.SHIPPED, self._clock())
             try:
+                # A DELIVERED update may arrive without the SHIPPED before it: ship first.
+                if (
+                    target is DeliveryStatus.DELIVERED
+                    and order.delivery_status is DeliveryStatus.PENDING
+                ):
+                    order.advance_delivery(DeliveryStatus.SHIPPED, self._clock())
                 order.advance_delivery(target, self._clock())
             except InvalidTransition:
                 self._order = None  # the cached copy was changed: reload next time

@@ -135,12 +135,26 @@ class OrderRepository:
                 await conn.execute(insert(orders).values(values))
                 await self._write_history(conn, order, first_seq=0)
         except IntegrityError:
-            # Only a duplicate id means "already there"; any other violation is a real error.
-            if await self.get(order.id) is None:
+            # A duplicate (by id, or by the distributor's own order id) means "already there";
+            # any other violation (an unknown distributor or supplier) is a real error.
+            if not await self._exists(order):
                 raise
             return False
         order.unsaved_history.clear()
         return True
+
+    async def _exists(self, order: Order) -> bool:
+        q = select(orders.c.id).where(
+            or_(
+                orders.c.id == order.id,
+                and_(
+                    orders.c.distributor_id == order.distributor_id,
+                    orders.c.distributor_order_id == order.distributor_order_id,
+                ),
+            )
+        )
+        async with self._engine.connect() as conn:
+            return (await conn.execute(q)).first() is not None
 
     async def save(self, order: Order, effects: Effects | None = None) -> None:
         """Persist the moves made since load, if nobody else has moved the order since,
