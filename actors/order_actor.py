@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import ray
 
@@ -497,6 +498,7 @@ class HostConfig:
     platform_seed_b64: str = ""
     breaker_failures: int = 5
     breaker_cooldown_seconds: float = 5.0
+    timezone: str = "Asia/Shanghai"
 
 
 class OrderHostCore:
@@ -620,7 +622,7 @@ class OrderHost:
             breaker=(config.breaker_failures, config.breaker_cooldown_seconds),
         )
         self._core = OrderHostCore(
-            OrderRepository(engine),
+            OrderRepository(engine, tz=ZoneInfo(config.timezone)),
             directory,
             lock_ttl=timedelta(seconds=config.lock_ttl_seconds),
             idle_seconds=config.idle_seconds,

@@ -7,15 +7,17 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from domain.flows import FlowKind, flows_for
 from domain.order import DeliveryMethod, HistoryEntry, IssuedTicket, Order
 from domain.status import DeliveryStatus, OrderStatus
+from persistence.ledger import write_flows
 from persistence.tables import (
     negotiations,
     order_history,
@@ -24,6 +26,10 @@ from persistence.tables import (
     releases,
     supplier_refunds,
     tickets,
+)
+
+SETTLEMENT_MINUS_STATUSES = frozenset(
+    {OrderStatus.REFUNDING, OrderStatus.REFUNDED, OrderStatus.REFUND_FAIL}
 )
 
 
@@ -83,8 +89,9 @@ def _row_values(order: Order) -> dict[str, Any]:
 
 
 class OrderRepository:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, tz: tzinfo = UTC) -> None:
         self._engine = engine
+        self._tz = tz  # the platform's time zone: flows are booked into its calendar days
 
     async def get(self, order_id: str) -> Order | None:
         async with self._engine.connect() as conn:
@@ -180,8 +187,31 @@ class OrderRepository:
                     [{"order_id": order.id, "code": t.code, "seat": t.seat} for t in order.tickets],
                 )
             await self._write_effects(conn, order, fx)
+            await self._write_flows(conn, order, fx)
         order.version += 1
         order.unsaved_history.clear()
+
+    async def _write_flows(self, conn: AsyncConnection, order: Order, fx: Effects) -> None:
+        """The flows this save brings into being, in its transaction (idempotent by key)."""
+        moments = {e.at for e in order.unsaved_history}
+        refund_at = fx.supplier_refund.refunded_at if fx.supplier_refund else None
+        if refund_at is None and order.status in SETTLEMENT_MINUS_STATUSES and moments:
+            row = (
+                await conn.execute(
+                    select(supplier_refunds.c.refunded_at).where(
+                        supplier_refunds.c.order_id == order.id
+                    )
+                )
+            ).first()
+            refund_at = None if row is None else row[0]
+        due = [
+            f
+            for f in flows_for(order, refund_at)
+            if f.basis_time in moments
+            or (fx.supplier_refund is not None and f.kind is FlowKind.SETTLEMENT and f.sign < 0)
+        ]
+        if due:
+            await write_flows(conn, due, tz=self._tz, now=order.updated_at)
 
     @staticmethod
     async def _write_effects(conn: AsyncConnection, order: Order, fx: Effects) -> None:

@@ -254,3 +254,44 @@ outbox = Table(
     Column("delivered_at", UtcDateTime, nullable=True),
     Index("ix_outbox_status_next", "status", "next_attempt_at"),
 )
+
+# The ledger: one immutable row per (order, kind, sign, refund). `basis_period` is the
+# calendar day of the basis time; `booked_period` is where it counts: the same day, or the
+# first open day after it when that day was already closed into a statement.
+flows = Table(
+    "flows",
+    metadata,
+    Column("id", BigIntPK, primary_key=True, autoincrement=True),
+    Column("order_id", String(60), ForeignKey("orders.id"), nullable=False),
+    Column("distributor_id", String(40), nullable=False),
+    Column("supplier_id", String(40), nullable=False),
+    Column("kind", String(12), nullable=False),  # "receivable" | "settlement"
+    Column("sign", Integer, nullable=False),  # +1 | -1
+    Column("refund_no", Integer, nullable=False),
+    Column("amount", BigInteger, nullable=False),  # minor units, positive
+    Column("currency", String(3), nullable=False),
+    Column("basis_time", UtcDateTime, nullable=False),
+    Column("basis_period", String(10), nullable=False),
+    Column("booked_period", String(10), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("order_id", "kind", "sign", "refund_no", name="uq_flows_order_kind_sign"),
+    Index("ix_flows_booked_period", "booked_period"),
+)
+
+# Periods that have seen flows; a closed one is frozen into its statement.
+periods = Table(
+    "periods",
+    metadata,
+    Column("period", String(10), primary_key=True),
+    Column("status", String(10), nullable=False),  # "open" | "closed"
+    Column("closed_at", UtcDateTime, nullable=True),
+)
+
+statements = Table(
+    "statements",
+    metadata,
+    Column("period", String(10), primary_key=True),
+    Column("body", JSON, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("closed_at", UtcDateTime, nullable=False),
+)

@@ -30,7 +30,7 @@ class PlatformState:
         self.engine = make_engine(settings.resolved_database_url(), pool_size=settings.db_pool_size)
         self.accounts = AccountRepository(self.engine, SecretBox(settings.resolved_master_key()))
         self.catalog = CatalogRepository(self.engine)
-        self.orders = OrderRepository(self.engine)
+        self.orders = OrderRepository(self.engine, tz=self.tz)
         self.work = WorkRepository(self.engine)
         self.verifier = RequestVerifier(
             self.accounts,

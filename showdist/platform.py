@@ -49,6 +49,7 @@ def host_config(settings: Settings) -> HostConfig:
         platform_seed_b64=base64.b64encode(settings.resolved_platform_seed()).decode(),
         breaker_failures=settings.breaker_failures,
         breaker_cooldown_seconds=settings.breaker_cooldown_seconds,
+        timezone=settings.timezone,
     )
 
 

@@ -1,0 +1,64 @@
+"""Writing flows into the ledger inside an order move's transaction, and booking each into
+its period: the day of its basis time, or, when that day is closed, the first open day after
+it (the flow keeps its original basis time and basis period).
+
+Why the booking cannot race a close: a writer takes a shared row lock on the period's row
+(`FOR SHARE` on PostgreSQL; SQLite runs one writer at a time), and closing a period updates
+that row, which waits for the writers in flight and makes later writers see `closed`.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, tzinfo
+from typing import Any
+
+from sqlalchemy import Table, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from domain.flows import Flow, period_of
+from persistence.tables import flows, periods
+
+
+def insert_ignore(conn: AsyncConnection, table: Table) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING in the connection's dialect."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()
+
+
+async def booked_period(conn: AsyncConnection, basis: date) -> str:
+    day = basis
+    while True:
+        key = day.isoformat()
+        await conn.execute(insert_ignore(conn, periods).values(period=key, status="open"))
+        q = select(periods.c.status).where(periods.c.period == key)
+        if conn.dialect.name == "postgresql":
+            q = q.with_for_update(read=True)
+        status = (await conn.execute(q)).scalar_one()
+        if status == "open":
+            return key
+        day += timedelta(days=1)
+
+
+async def write_flows(
+    conn: AsyncConnection, new_flows: list[Flow], *, tz: tzinfo, now: datetime
+) -> None:
+    for f in new_flows:
+        basis = period_of(f.basis_time, tz)
+        await conn.execute(
+            insert_ignore(conn, flows).values(
+                order_id=f.order_id,
+                distributor_id=f.distributor_id,
+                supplier_id=f.supplier_id,
+                kind=f.kind.value,
+                sign=f.sign,
+                refund_no=f.refund_no,
+                amount=f.amount,
+                currency=f.currency,
+                basis_time=f.basis_time,
+                basis_period=basis.isoformat(),
+                booked_period=await booked_period(conn, basis),
+                created_at=now,
+            )
+        )
