@@ -30,6 +30,7 @@ class KeyRecord:
     status: str
     expires_at: datetime | None
     account_status: str
+    rate_limit_per_s: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,7 @@ class Distributor:
     name: str
     status: str
     created_at: datetime
+    rate_limit_per_s: int | None = None
 
 
 def _owner(owner_kind: str, distributor_id: str | None) -> str:
@@ -65,7 +67,9 @@ class AccountRepository:
             row = (
                 await conn.execute(select(distributors).where(distributors.c.id == distributor_id))
             ).first()
-        return None if row is None else Distributor(row.id, row.name, row.status, row.created_at)
+        if row is None:
+            return None
+        return Distributor(row.id, row.name, row.status, row.created_at, row.rate_limit_per_s)
 
     async def set_distributor_status(self, distributor_id: str, status: str, now: datetime) -> bool:
         async with self._engine.begin() as conn:
@@ -142,7 +146,11 @@ class AccountRepository:
 
     async def load_key(self, key_id: str) -> KeyRecord | None:
         q = (
-            select(api_keys, distributors.c.status.label("account_status"))
+            select(
+                api_keys,
+                distributors.c.status.label("account_status"),
+                distributors.c.rate_limit_per_s,
+            )
             .select_from(api_keys.outerjoin(distributors))
             .where(api_keys.c.id == key_id)
         )
@@ -165,6 +173,7 @@ class AccountRepository:
             status=row.status,
             expires_at=row.expires_at,
             account_status=row.account_status or "active",
+            rate_limit_per_s=row.rate_limit_per_s,
         )
 
     # -- grants ------------------------------------------------------------------------
@@ -178,7 +187,7 @@ class AccountRepository:
         valid_from: datetime | None = None,
         valid_until: datetime | None = None,
     ) -> Grant:
-        g = Grant(new_id("grt"), scope, value, valid_from, valid_until)
+        g = Grant(new_id("grt"), scope, value, valid_from, valid_until, created_at=now)
         async with self._engine.begin() as conn:
             await conn.execute(
                 insert(grants).values(
@@ -194,11 +203,60 @@ class AccountRepository:
         return g
 
     async def grants_of(self, distributor_id: str) -> list[Grant]:
-        q = select(grants).where(
-            grants.c.distributor_id == distributor_id, grants.c.revoked_at.is_(None)
-        )
+        """Every grant ever made to the distributor, revoked ones included: visibility over
+        time (for incremental catalog sync) needs the ended ones too."""
+        q = select(grants).where(grants.c.distributor_id == distributor_id)
         async with self._engine.connect() as conn:
             rows = (await conn.execute(q)).all()
         return [
-            Grant(r.id, GrantScope(r.scope), r.value, r.valid_from, r.valid_until) for r in rows
+            Grant(
+                r.id,
+                GrantScope(r.scope),
+                r.value,
+                r.valid_from,
+                r.valid_until,
+                created_at=r.created_at,
+                revoked_at=r.revoked_at,
+            )
+            for r in rows
         ]
+
+    async def revoke_grant(self, grant_id: str, now: datetime) -> str | None:
+        """Revoke; returns the grant's distributor id, or None if there is no such grant."""
+        async with self._engine.begin() as conn:
+            row = (
+                await conn.execute(select(grants.c.distributor_id).where(grants.c.id == grant_id))
+            ).first()
+            if row is None:
+                return None
+            await conn.execute(
+                update(grants)
+                .where(grants.c.id == grant_id, grants.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+        return str(row[0])
+
+    async def keys_of(self, distributor_id: str) -> list[dict[str, object]]:
+        q = (
+            select(
+                api_keys.c.id,
+                api_keys.c.key_type,
+                api_keys.c.status,
+                api_keys.c.expires_at,
+                api_keys.c.created_at,
+                api_keys.c.revoked_at,
+            )
+            .where(api_keys.c.distributor_id == distributor_id)
+            .order_by(api_keys.c.created_at)
+        )
+        async with self._engine.connect() as conn:
+            return [dict(r._mapping) for r in (await conn.execute(q)).all()]
+
+    async def set_rate_limit(self, distributor_id: str, per_s: int | None, now: datetime) -> bool:
+        async with self._engine.begin() as conn:
+            res = await conn.execute(
+                update(distributors)
+                .where(distributors.c.id == distributor_id)
+                .values(rate_limit_per_s=per_s, updated_at=now)
+            )
+        return res.rowcount == 1

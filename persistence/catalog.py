@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.grants import CatalogItem
@@ -145,10 +145,11 @@ class CatalogRepository:
                         now,
                     )
                     for tier in ses.tiers:
+                        tier_id = catalog_id("tir", supplier_id, show.ref, ses.ref, tier.ref)
                         written += await _upsert(
                             conn,
                             tiers,
-                            catalog_id("tir", supplier_id, show.ref, ses.ref, tier.ref),
+                            tier_id,
                             {
                                 "session_id": session_id,
                                 "ref": tier.ref,
@@ -157,10 +158,19 @@ class CatalogRepository:
                                 "price": tier.price,
                                 "settlement_price": tier.settlement_price,
                                 "currency": tier.currency,
-                                "available": tier.available,
                             },
                             now,
+                            insert_only={"available": tier.available},
                         )
+                        # Stock moves all the time: it is stored, but it does not count as a
+                        # change of the tier (distributors read it from the stock endpoint).
+                        res = await conn.execute(
+                            update(tiers)
+                            .where(tiers.c.id == tier_id, tiers.c.available != tier.available)
+                            .values(available=tier.available)
+                        )
+                        written += res.rowcount
+            written += await _withdraw_missing(conn, supplier_id, catalog, now)
         return written
 
     # -- reads -------------------------------------------------------------------------
@@ -203,16 +213,63 @@ class CatalogRepository:
             item=CatalogItem(r.supplier_id, r.city, r.category, r.show_id, session_id),
         )
 
-    async def list_shows(self) -> list[dict[str, Any]]:
-        q = select(shows).order_by(shows.c.updated_at, shows.c.id)
+    async def session_for_stock(self, session_id: str) -> tuple[str, str, str] | None:
+        """(supplier_id, session_ref, show_id) of a session."""
+        q = (
+            select(shows.c.supplier_id, sessions.c.ref, shows.c.id)
+            .select_from(sessions.join(shows))
+            .where(sessions.c.id == session_id)
+        )
         async with self._engine.connect() as conn:
-            return [dict(r._mapping) for r in (await conn.execute(q)).all()]
+            row = (await conn.execute(q)).first()
+        return None if row is None else (row[0], row[1], row[2])
+
+    async def tiers_of_session(self, session_id: str) -> list[tuple[str, str, int]]:
+        """(tier_id, tier_ref, available) of a session's tiers."""
+        q = select(tiers.c.id, tiers.c.ref, tiers.c.available).where(
+            tiers.c.session_id == session_id
+        )
+        async with self._engine.connect() as conn:
+            return [(r[0], r[1], r[2]) for r in (await conn.execute(q)).all()]
+
+    async def list_shows(self) -> list[dict[str, Any]]:
+        """Every show with `session_ids`, and `updated_at` raised to the latest change of its
+        sessions and tiers (a new price is a change of the show for a distributor's mirror)."""
+        async with self._engine.connect() as conn:
+            show_rows = [dict(r._mapping) for r in (await conn.execute(select(shows))).all()]
+            ses_rows = (
+                await conn.execute(select(sessions.c.id, sessions.c.show_id, sessions.c.updated_at))
+            ).all()
+            tier_rows = (
+                await conn.execute(
+                    select(sessions.c.show_id, func.max(tiers.c.updated_at))
+                    .select_from(tiers.join(sessions))
+                    .group_by(sessions.c.show_id)
+                )
+            ).all()
+        latest: dict[str, datetime] = {}
+        session_ids: dict[str, set[str]] = {}
+        for sid, show_id, at in ses_rows:
+            session_ids.setdefault(show_id, set()).add(sid)
+            latest[show_id] = max(latest.get(show_id, at), at)
+        for show_id, at in tier_rows:
+            if at is not None:
+                latest[show_id] = max(latest.get(show_id, at), at)
+        for row in show_rows:
+            row["updated_at"] = max(row["updated_at"], latest.get(row["id"], row["updated_at"]))
+            row["session_ids"] = frozenset(session_ids.get(row["id"], ()))
+        return show_rows
 
     @staticmethod
     def item_of(show: dict[str, Any], session_id: str | None = None) -> CatalogItem:
         """Where a show (or one of its sessions) sits, for grant checks."""
         return CatalogItem(
-            show["supplier_id"], show["city"], show["category"], show["id"], session_id
+            show["supplier_id"],
+            show["city"],
+            show["category"],
+            show["id"],
+            session_id,
+            frozenset(show.get("session_ids", ())),
         )
 
     async def show_detail(self, show_id: str) -> dict[str, Any] | None:
@@ -238,6 +295,7 @@ class CatalogRepository:
         for t in tier_rows:
             by_session.setdefault(t.session_id, []).append(dict(t._mapping))
         detail = dict(show._mapping)
+        detail["session_ids"] = frozenset(s.id for s in ses_rows)
         detail["sessions"] = [
             {**dict(s._mapping), "tiers": by_session.get(s.id, [])} for s in ses_rows
         ]
@@ -245,11 +303,18 @@ class CatalogRepository:
 
 
 async def _upsert(
-    conn: AsyncConnection, table: Any, row_id: str, values: dict[str, Any], now: datetime
+    conn: AsyncConnection,
+    table: Any,
+    row_id: str,
+    values: dict[str, Any],
+    now: datetime,
+    insert_only: dict[str, Any] | None = None,
 ) -> int:
     existing = (await conn.execute(select(table).where(table.c.id == row_id))).first()
     if existing is None:
-        await conn.execute(insert(table).values(id=row_id, updated_at=now, **values))
+        await conn.execute(
+            insert(table).values(id=row_id, updated_at=now, **values, **(insert_only or {}))
+        )
         return 1
     current = existing._mapping
     if all(current[k] == v for k, v in values.items()):
@@ -260,3 +325,45 @@ async def _upsert(
 
 def _supplier(row: Any) -> Supplier:
     return Supplier(row.id, row.name, row.gateway, dict(row.config), row.replicas, row.status)
+
+
+async def _withdraw_missing(
+    conn: AsyncConnection, supplier_id: str, catalog: Catalog, now: datetime
+) -> int:
+    """What the supplier no longer lists goes offline (shows, sessions) or to zero stock
+    (tiers): rows are never deleted, so a distributor's incremental sync sees them go."""
+    show_ids = {catalog_id("shw", supplier_id, sh.ref) for sh in catalog.shows}
+    session_ids = {
+        catalog_id("ses", supplier_id, sh.ref, se.ref) for sh in catalog.shows for se in sh.sessions
+    }
+    tier_ids = {
+        catalog_id("tir", supplier_id, sh.ref, se.ref, t.ref)
+        for sh in catalog.shows
+        for se in sh.sessions
+        for t in se.tiers
+    }
+    ours = select(shows.c.id).where(shows.c.supplier_id == supplier_id)
+    written = 0
+    res = await conn.execute(
+        update(shows)
+        .where(shows.c.supplier_id == supplier_id, shows.c.status != "offline")
+        .where(shows.c.id.not_in(show_ids) if show_ids else shows.c.id.is_not(None))
+        .values(status="offline", updated_at=now)
+    )
+    written += res.rowcount
+    our_sessions = select(sessions.c.id).where(sessions.c.show_id.in_(ours))
+    res = await conn.execute(
+        update(sessions)
+        .where(sessions.c.show_id.in_(ours), sessions.c.status != "offline")
+        .where(sessions.c.id.not_in(session_ids) if session_ids else sessions.c.id.is_not(None))
+        .values(status="offline", updated_at=now)
+    )
+    written += res.rowcount
+    res = await conn.execute(
+        update(tiers)
+        .where(tiers.c.session_id.in_(our_sessions), tiers.c.available != 0)
+        .where(tiers.c.id.not_in(tier_ids) if tier_ids else tiers.c.id.is_not(None))
+        .values(available=0, updated_at=now)
+    )
+    written += res.rowcount
+    return written

@@ -96,6 +96,8 @@ distributors = Table(
     Column("id", String(40), primary_key=True),
     Column("name", String(200), nullable=False),
     Column("status", String(20), nullable=False, server_default="active"),
+    # Requests per second per key; NULL means the platform's default.
+    Column("rate_limit_per_s", Integer, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
 )

@@ -986,7 +986,14 @@ async def test_grants_of_returns_created_grants_with_windows(
     async with engine.begin() as conn:
         await conn.execute(update(grants).where(grants.c.id == revoked.id).values(revoked_at=now))
 
-    got = sorted(await repo.grants_of(d.id), key=lambda g: g.id)
+    # Revoked grants come back too (incremental catalog sync needs to know when they ended),
+    # and are not live from their revocation on.
+    got_all = sorted(await repo.grants_of(d.id), key=lambda g: g.id)
+    assert sorted(g.id for g in got_all) == sorted([*(g.id for g in made), revoked.id])
+    gone = next(g for g in got_all if g.id == revoked.id)
+    assert gone.revoked_at == now
+    assert not gone.live_at(now)
+    got = [g for g in got_all if g.id != revoked.id]
     assert got == sorted(made, key=lambda g: g.id)
     city = next(g for g in got if g.scope is GrantScope.CITY)
     assert city.value == "Shanghai"
@@ -1192,7 +1199,12 @@ async def test_show_detail_nests_sessions_and_tiers(engine: AsyncEngine, now: da
     assert await repo.show_detail("shw_missing") is None
 
     assert CatalogRepository.item_of(detail, detail["sessions"][0]["id"]) == CatalogItem(
-        sup, "Shanghai", "concert", show_id, detail["sessions"][0]["id"]
+        sup,
+        "Shanghai",
+        "concert",
+        show_id,
+        detail["sessions"][0]["id"],
+        frozenset(s["id"] for s in detail["sessions"]),
     )
 
 
