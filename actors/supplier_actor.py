@@ -231,6 +231,7 @@ class SupplierActorConfig:
     tick_seconds: float = 1.0
     breaker_threshold: int = 5
     breaker_cooldown_s: float = 5.0
+    catalog_sync_seconds: float = 60.0
 
 
 @ray.remote(max_restarts=-1, max_task_retries=0)
@@ -243,6 +244,7 @@ class SupplierActor:
 
     async def __init__(self, config: SupplierActorConfig) -> None:  # type: ignore[misc]
         from actors.supplier_work import RayOrderRouter, SupplierWorker
+        from persistence.catalog import CatalogRepository
         from persistence.db import make_engine
         from persistence.work import WorkRepository
 
@@ -258,12 +260,14 @@ class SupplierActor:
             self._service,
             WorkRepository(engine),
             RayOrderRouter(config.instance, config.namespace, config.hosts),
+            catalog=CatalogRepository(engine),
         )
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._every(config.tick_seconds, self._worker.poll_negotiations)),
             loop.create_task(self._every(config.tick_seconds, self._worker.drain_releases)),
             loop.create_task(self._every(config.tick_seconds, self._worker.read_feeds)),
+            loop.create_task(self._every(config.catalog_sync_seconds, self._worker.sync_catalog)),
         ]
 
     async def _every(self, seconds: float, job: Callable[[], Awaitable[Any]]) -> None:
@@ -310,6 +314,12 @@ class SupplierActor:
     async def stats(self) -> SupplierStats:
         await self._worker.refresh_overrides()
         return self._service.stats()
+
+    async def sync_catalog(self) -> int:
+        return await self._worker.sync_catalog()
+
+    async def session_stock(self, session_ref: str, max_age_s: float) -> Any:
+        return await self._worker.session_stock(session_ref, max_age_s)
 
     async def run_work_now(self) -> dict[str, int]:
         """Run each background job once (ops and tests)."""

@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import ray
 
+from actors.catalog_sync import CatalogSyncFailed
 from actors.supplier_actor import SupplierService
 from domain.negotiation import backoff
+from persistence.catalog import CatalogRepository
 from persistence.work import Negotiation, WorkRepository
-from suppliers.gateway import CallResult, Outcome
+from suppliers.gateway import CallResult, Catalog, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +64,12 @@ class RayOrderRouter:
         return got
 
 
+@dataclass(frozen=True, slots=True)
+class SessionStock:
+    tiers: tuple[tuple[str, int], ...]  # (tier_ref, available)
+    as_of: datetime
+
+
 class SupplierWorker:
     def __init__(
         self,
@@ -67,6 +77,7 @@ class SupplierWorker:
         work: WorkRepository,
         router: OrderRouter,
         *,
+        catalog: CatalogRepository | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         parallel: int = 16,
         owns: Callable[[str], bool] = lambda _order_id: True,
@@ -77,10 +88,44 @@ class SupplierWorker:
         self._clock = clock
         self._slots = asyncio.Semaphore(parallel)
         self._owns = owns
+        self._catalog_repo = catalog
+        self._catalog: tuple[float, datetime, Catalog] | None = None  # (monotonic, as_of, value)
+        self._catalog_lock = asyncio.Lock()
 
     @property
     def supplier_id(self) -> str:
         return self._service.supplier_id
+
+    async def _fetch_catalog(self) -> tuple[datetime, Catalog]:
+        result = await self._service.catalog()
+        if result.outcome is not Outcome.DONE or result.value is None:
+            raise CatalogSyncFailed(f"{self.supplier_id}: {result.error} {result.message}")
+        as_of = self._clock()
+        self._catalog = (time.monotonic(), as_of, result.value)
+        return as_of, result.value
+
+    async def sync_catalog(self) -> int:
+        """Pull the supplier's catalog and store it; returns the rows that changed."""
+        if self._catalog_repo is None:
+            return 0
+        async with self._catalog_lock:
+            as_of, catalog = await self._fetch_catalog()
+            return await self._catalog_repo.apply_catalog(self.supplier_id, catalog, as_of)
+
+    async def session_stock(self, session_ref: str, max_age_s: float) -> SessionStock | None:
+        """Stock of one session, no older than `max_age_s` (one catalog call serves all the
+        sessions asked about meanwhile)."""
+        async with self._catalog_lock:
+            memo = self._catalog
+            if memo is None or time.monotonic() - memo[0] > max_age_s:
+                as_of, catalog = await self._fetch_catalog()
+            else:
+                as_of, catalog = memo[1], memo[2]
+        for show in catalog.shows:
+            for ses in show.sessions:
+                if ses.ref == session_ref:
+                    return SessionStock(tuple((t.ref, t.available) for t in ses.tiers), as_of)
+        return None
 
     async def refresh_overrides(self) -> None:
         interval_ms, give_up_ms = await self._work.polling_overrides(self.supplier_id)

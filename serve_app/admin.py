@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from domain.grants import GrantScope
 from domain.order import IssuedTicket
 from domain.status import OrderStatus
 from serve_app.app import admin, ask_host, reply_response, state_of
@@ -174,3 +176,277 @@ async def set_polling(supplier_id: str, request: Request, _caller: AdminCaller) 
     if not await state.work.set_polling_overrides(supplier_id, body.interval_ms, body.give_up_ms):
         raise ApiError(404, "not_found", "no such supplier")
     return JSONResponse({"interval_ms": body.interval_ms, "give_up_ms": body.give_up_ms})
+
+
+# -- suppliers ---------------------------------------------------------------------------------
+
+
+class SupplierBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    gateway: str = Field(min_length=1, max_length=40)
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+def _supplier_view(s: Any) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "name": s.name,
+        "gateway": s.gateway,
+        "status": s.status,
+        "replicas": s.replicas,
+    }
+
+
+@router.post("/suppliers", status_code=201)
+async def create_supplier(request: Request, _caller: AdminCaller) -> JSONResponse:
+    from suppliers.registry import build_gateway
+
+    state = state_of(request)
+    try:
+        body = SupplierBody.model_validate_json(await request.body())
+        build_gateway(body.gateway, body.config)  # refuses unknown kinds and bad configs
+    except ValidationError as exc:
+        return error_response(422, "invalid_request", describe_validation(exc))
+    except (ValueError, KeyError, TypeError) as exc:
+        return error_response(422, "invalid_request", f"gateway/config: {exc}")
+    supplier = await state.catalog.create_supplier(
+        body.name, body.gateway, body.config, state.now()
+    )
+    return JSONResponse(_supplier_view(supplier), status_code=201)
+
+
+@router.get("/suppliers")
+async def list_suppliers(request: Request, _caller: AdminCaller) -> dict[str, Any]:
+    state = state_of(request)
+    return {
+        "items": [_supplier_view(s) for s in await state.catalog.list_suppliers()],
+        "next_cursor": None,
+    }
+
+
+@router.post("/suppliers/{supplier_id}/sync")
+async def sync_supplier(supplier_id: str, request: Request, _caller: AdminCaller) -> dict[str, Any]:
+    state = state_of(request)
+    handle = await state.supplier_handle(supplier_id)
+    if handle is None:
+        raise ApiError(404, "not_found", "no such supplier")
+    try:
+        changed = await handle.sync_catalog.remote()
+    except Exception as exc:
+        raise ApiError(503, "supplier_unavailable", f"catalog sync failed: {exc}") from exc
+    return {"supplier_id": supplier_id, "rows_changed": changed}
+
+
+# -- distributors, keys, grants -------------------------------------------------------------
+
+
+class DistributorBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    rate_limit_per_s: int | None = Field(default=None, ge=1, le=100_000)
+
+
+class DistributorPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rate_limit_per_s: int | None = Field(default=None, ge=1, le=100_000)
+
+
+class KeyBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["hmac", "ed25519"]
+    public_key: str | None = Field(default=None, max_length=100)
+    expires_at: datetime | None = None
+
+
+class GrantBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    scope: GrantScope
+    value: str | None = Field(default=None, min_length=1, max_length=200)
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+
+
+async def _distributor_view(state: Any, distributor_id: str) -> dict[str, Any]:
+    d = await state.accounts.get_distributor(distributor_id)
+    if d is None:
+        raise ApiError(404, "not_found", "no such distributor")
+    keys = await state.accounts.keys_of(distributor_id)
+    return {
+        "id": d.id,
+        "name": d.name,
+        "status": d.status,
+        "rate_limit_per_s": d.rate_limit_per_s,
+        "created_at": ts(d.created_at, state.tz),
+        "keys": [
+            {
+                "key_id": k["id"],
+                "type": k["key_type"],
+                "status": k["status"],
+                "expires_at": ts(k["expires_at"], state.tz),
+                "created_at": ts(k["created_at"], state.tz),
+            }
+            for k in keys
+        ],
+    }
+
+
+def _aware(name: str, value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise ApiError(422, "invalid_request", f"{name}: needs a UTC offset")
+    return value
+
+
+@router.post("/distributors", status_code=201)
+async def create_distributor(request: Request, _caller: AdminCaller) -> JSONResponse:
+    state = state_of(request)
+    try:
+        body = DistributorBody.model_validate_json(await request.body())
+    except ValidationError as exc:
+        return error_response(422, "invalid_request", describe_validation(exc))
+    d = await state.accounts.create_distributor(body.name, state.now())
+    if body.rate_limit_per_s is not None:
+        await state.accounts.set_rate_limit(d.id, body.rate_limit_per_s, state.now())
+    return JSONResponse(await _distributor_view(state, d.id), status_code=201)
+
+
+@router.get("/distributors/{distributor_id}")
+async def get_distributor(
+    distributor_id: str, request: Request, _caller: AdminCaller
+) -> dict[str, Any]:
+    return await _distributor_view(state_of(request), distributor_id)
+
+
+@router.patch("/distributors/{distributor_id}")
+async def patch_distributor(
+    distributor_id: str, request: Request, _caller: AdminCaller
+) -> JSONResponse:
+    state = state_of(request)
+    try:
+        body = DistributorPatch.model_validate_json(await request.body())
+    except ValidationError as exc:
+        return error_response(422, "invalid_request", describe_validation(exc))
+    if not await state.accounts.set_rate_limit(distributor_id, body.rate_limit_per_s, state.now()):
+        raise ApiError(404, "not_found", "no such distributor")
+    return JSONResponse(await _distributor_view(state, distributor_id))
+
+
+async def _set_status(request: Request, distributor_id: str, status: str) -> dict[str, Any]:
+    state = state_of(request)
+    if not await state.accounts.set_distributor_status(distributor_id, status, state.now()):
+        raise ApiError(404, "not_found", "no such distributor")
+    return await _distributor_view(state, distributor_id)
+
+
+@router.post("/distributors/{distributor_id}/suspend")
+async def suspend(distributor_id: str, request: Request, _caller: AdminCaller) -> dict[str, Any]:
+    return await _set_status(request, distributor_id, "suspended")
+
+
+@router.post("/distributors/{distributor_id}/activate")
+async def activate(distributor_id: str, request: Request, _caller: AdminCaller) -> dict[str, Any]:
+    return await _set_status(request, distributor_id, "active")
+
+
+@router.post("/distributors/{distributor_id}/keys", status_code=201)
+async def create_key(distributor_id: str, request: Request, _caller: AdminCaller) -> JSONResponse:
+    """`hmac`: the secret is in this reply and nowhere else, ever. `ed25519`: the distributor
+    keeps its private key and registers the public one."""
+    from persistence.accounts import DISTRIBUTOR
+
+    state = state_of(request)
+    try:
+        body = KeyBody.model_validate_json(await request.body())
+    except ValidationError as exc:
+        return error_response(422, "invalid_request", describe_validation(exc))
+    expires_at = _aware("expires_at", body.expires_at)
+    if await state.accounts.get_distributor(distributor_id) is None:
+        raise ApiError(404, "not_found", "no such distributor")
+    now = state.now()
+    if body.type == "hmac":
+        key_id, secret = await state.accounts.create_hmac_key(
+            owner_kind=DISTRIBUTOR, distributor_id=distributor_id, now=now, expires_at=expires_at
+        )
+        reply: dict[str, Any] = {"key_id": key_id, "type": "hmac", "secret": secret}
+    else:
+        if not body.public_key:
+            return error_response(422, "invalid_request", "public_key: required for ed25519")
+        try:
+            key_id = await state.accounts.create_ed25519_key(
+                distributor_id=distributor_id,
+                public_key_b64=body.public_key,
+                now=now,
+                expires_at=expires_at,
+            )
+        except ValueError as exc:
+            return error_response(422, "invalid_request", f"public_key: {exc}")
+        reply = {"key_id": key_id, "type": "ed25519"}
+    reply["expires_at"] = ts(expires_at, state.tz)
+    return JSONResponse(reply, status_code=201)
+
+
+@router.delete("/keys/{key_id}")
+async def revoke_key(key_id: str, request: Request, _caller: AdminCaller) -> dict[str, Any]:
+    state = state_of(request)
+    if not await state.accounts.revoke_key(key_id, state.now()):
+        raise ApiError(404, "not_found", "no such key")
+    return {"key_id": key_id, "status": "revoked"}
+
+
+def _grant_view(g: Any, tz: Any) -> dict[str, Any]:
+    return {
+        "id": g.id,
+        "scope": g.scope.value,
+        "value": g.value,
+        "valid_from": ts(g.valid_from, tz),
+        "valid_until": ts(g.valid_until, tz),
+        "created_at": ts(g.created_at, tz),
+        "revoked_at": ts(g.revoked_at, tz),
+    }
+
+
+@router.post("/distributors/{distributor_id}/grants", status_code=201)
+async def create_grant(distributor_id: str, request: Request, _caller: AdminCaller) -> JSONResponse:
+    state = state_of(request)
+    try:
+        body = GrantBody.model_validate_json(await request.body())
+    except ValidationError as exc:
+        return error_response(422, "invalid_request", describe_validation(exc))
+    if (body.scope is GrantScope.ALL) != (body.value is None):
+        return error_response(
+            422, "invalid_request", "value: required for every scope but all, and only then"
+        )
+    valid_from = _aware("valid_from", body.valid_from)
+    valid_until = _aware("valid_until", body.valid_until)
+    if valid_from and valid_until and valid_until <= valid_from:
+        return error_response(422, "invalid_request", "valid_until: must be after valid_from")
+    if await state.accounts.get_distributor(distributor_id) is None:
+        raise ApiError(404, "not_found", "no such distributor")
+    g = await state.accounts.create_grant(
+        distributor_id,
+        body.scope,
+        body.value,
+        now=state.now(),
+        valid_from=valid_from,
+        valid_until=valid_until,
+    )
+    return JSONResponse(_grant_view(g, state.tz), status_code=201)
+
+
+@router.get("/distributors/{distributor_id}/grants")
+async def list_grants(
+    distributor_id: str, request: Request, _caller: AdminCaller
+) -> dict[str, Any]:
+    state = state_of(request)
+    if await state.accounts.get_distributor(distributor_id) is None:
+        raise ApiError(404, "not_found", "no such distributor")
+    grants = await state.accounts.grants_of(distributor_id)
+    return {"items": [_grant_view(g, state.tz) for g in grants], "next_cursor": None}
+
+
+@router.delete("/grants/{grant_id}")
+async def revoke_grant(grant_id: str, request: Request, _caller: AdminCaller) -> dict[str, Any]:
+    state = state_of(request)
+    if await state.accounts.revoke_grant(grant_id, state.now()) is None:
+        raise ApiError(404, "not_found", "no such grant")
+    return {"grant_id": grant_id, "status": "revoked"}

@@ -16,12 +16,12 @@ from domain.ids import order_id_for
 from domain.order import DeliveryMethod, request_fingerprint
 from domain.signing import SignatureError
 from domain.status import OrderStatus
-from serve_app.auth import Caller
+from serve_app.auth import Caller, RateLimited
 from serve_app.errors import ApiError, describe_validation, error_response, install_error_handlers
 from serve_app.paging import decode_cursor, encode_cursor, parse_limit, parse_time
 from serve_app.schemas import CreateOrderBody, RefundBody
 from serve_app.state import PlatformState
-from serve_app.views import order_view, show_detail_view, show_view
+from serve_app.views import order_view
 
 app = FastAPI(
     title="showdist",
@@ -60,6 +60,13 @@ async def signed_caller(request: Request) -> Caller:
         )
     except SignatureError as exc:
         raise ApiError(exc.status, exc.code, exc.message) from exc
+    except RateLimited as exc:
+        raise ApiError(
+            429,
+            "rate_limited",
+            "too many requests for this key",
+            headers={"Retry-After": str(exc.retry_after_s)},
+        ) from exc
     return caller
 
 
@@ -120,40 +127,6 @@ async def platform_key(request: Request) -> dict[str, str]:
 
 # -- distributor -------------------------------------------------------------------------
 v1 = APIRouter(prefix="/v1")
-
-
-@v1.get("/shows")
-async def list_shows(request: Request, caller: DistributorCaller) -> dict[str, Any]:
-    state = state_of(request)
-    assert caller.distributor_id is not None
-    grants = await state.accounts.grants_of(caller.distributor_id)
-    now = state.now()
-    items = [
-        show_view(row, state.tz)
-        for row in await state.catalog.list_shows()
-        if any_grant_covers(grants, state.catalog.item_of(row), now)
-    ]
-    return {"items": items, "next_cursor": None}
-
-
-@v1.get("/shows/{show_id}")
-async def get_show(show_id: str, request: Request, caller: DistributorCaller) -> dict[str, Any]:
-    state = state_of(request)
-    assert caller.distributor_id is not None
-    detail = await state.catalog.show_detail(show_id)
-    if detail is None:
-        raise ApiError(404, "not_found", "no such show")
-    grants = await state.accounts.grants_of(caller.distributor_id)
-    now = state.now()
-    item = state.catalog.item_of(detail)
-    if not any_grant_covers(grants, item, now):
-        raise ApiError(404, "not_found", "no such show")
-    detail["sessions"] = [
-        s
-        for s in detail["sessions"]
-        if any_grant_covers(grants, state.catalog.item_of(detail, s["id"]), now)
-    ]
-    return show_detail_view(detail, state.tz)
 
 
 @v1.post("/orders")

@@ -17,6 +17,7 @@ from domain.signing import (
 )
 from persistence.accounts import AccountRepository, KeyRecord
 from persistence.nonces import NonceStoreUnavailable
+from persistence.redis_store import RateLimiter, RateLimiterUnavailable
 
 
 class NonceStore(Protocol):
@@ -30,18 +31,28 @@ class Caller:
     distributor_id: str | None
 
 
+class RateLimited(Exception):
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(f"rate limited; retry after {retry_after_s}s")
+        self.retry_after_s = retry_after_s
+
+
 class RequestVerifier:
     def __init__(
         self,
         accounts: AccountRepository,
         nonces: NonceStore,
+        limiter: RateLimiter,
         *,
         window_seconds: int,
+        default_rate_limit: int,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._accounts = accounts
         self._nonces = nonces
+        self._limiter = limiter
         self._window = window_seconds
+        self._default_rate = default_rate_limit
         self._clock = clock
 
     async def verify(
@@ -71,6 +82,18 @@ class RequestVerifier:
         )
         if not verify_signature(key.key_type, key.material, message, signed.signature):
             raise SignatureError("signature_invalid", "the signature does not verify")
+        # Limits count authenticated requests only, so nobody can spend another key's budget;
+        # a refused request spends no nonce, so the client may send it again as it is.
+        try:
+            decision = await self._limiter.hit(
+                key.id, key.rate_limit_per_s or self._default_rate, now=now
+            )
+        except RateLimiterUnavailable as exc:
+            raise SignatureError(
+                "rate_limiter_unavailable", "cannot check rate limits right now", status=503
+            ) from exc
+        if not decision.allowed:
+            raise RateLimited(decision.retry_after_s)
         # Only now, with a valid signature, is the nonce spent: nobody can burn a client's nonces.
         try:
             fresh = await self._nonces.claim(

@@ -17,9 +17,19 @@ from persistence.catalog import CatalogRepository
 from persistence.db import make_engine
 from persistence.nonces import DbNonceStore
 from persistence.orders import OrderRepository
+from persistence.redis_store import (
+    LocalRateLimiter,
+    LocalStockCache,
+    RateLimiter,
+    RedisNonceStore,
+    RedisRateLimiter,
+    RedisStockCache,
+    StockCache,
+    redis_client,
+)
 from persistence.secretbox import SecretBox
 from persistence.work import WorkRepository
-from serve_app.auth import RequestVerifier
+from serve_app.auth import NonceStore, RequestVerifier
 from showdist.settings import Settings
 
 
@@ -32,10 +42,24 @@ class PlatformState:
         self.catalog = CatalogRepository(self.engine)
         self.orders = OrderRepository(self.engine, tz=self.tz)
         self.work = WorkRepository(self.engine)
+        self.redis = redis_client(settings.redis_url) if settings.redis_url else None
+        # Redis where it belongs (nonces, rate limits, hot stock); embedded fallbacks without it.
+        nonces: NonceStore
+        limiter: RateLimiter
+        if self.redis is not None:
+            nonces = RedisNonceStore(self.redis)
+            limiter = RedisRateLimiter(self.redis)
+            self.stock_cache: StockCache = RedisStockCache(self.redis)
+        else:
+            nonces = DbNonceStore(self.engine)
+            limiter = LocalRateLimiter()
+            self.stock_cache = LocalStockCache()
         self.verifier = RequestVerifier(
             self.accounts,
-            DbNonceStore(self.engine),
+            nonces,
+            limiter,
             window_seconds=settings.signature_window_seconds,
+            default_rate_limit=settings.rate_limit_per_s,
         )
         seed = settings.resolved_platform_seed()
         self.platform_public_key = ed25519_public_key_b64(

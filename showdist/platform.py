@@ -13,6 +13,7 @@ from ray import serve
 
 from actors.directory import supplier_actor_handle
 from actors.order_actor import HostConfig, start_order_hosts
+from actors.settlement_actor import settlement_actor_handle
 from actors.supplier_actor import SupplierActorConfig
 from persistence.catalog import CatalogRepository, Supplier
 from persistence.db import make_engine
@@ -66,6 +67,7 @@ def supplier_config(settings: Settings, supplier: Supplier) -> SupplierActorConf
         tick_seconds=settings.supplier_tick_seconds,
         breaker_threshold=settings.breaker_failures,
         breaker_cooldown_s=settings.breaker_cooldown_seconds,
+        catalog_sync_seconds=settings.catalog_sync_seconds,
     )
 
 
@@ -104,6 +106,7 @@ def start_platform(settings: Settings, *, num_cpus: int | None = None) -> Runnin
     hosts = start_order_hosts(host_config(settings), settings.order_hosts)
     ray.get([h.ping.remote() for h in hosts])
     ensure_supplier_actors(settings)
+    ray.get(settlement_actor_handle(settings).ping.remote())
     serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
     serve.run(
         ApiIngress.options(num_replicas=settings.serve_replicas).bind(settings),  # type: ignore[attr-defined]

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     supplier_tick_seconds: float = Field(
         default=1.0, description="how often supplier actors poll negotiations, releases, feeds"
     )
+    catalog_sync_seconds: float = Field(default=60.0, description="scheduled catalog pulls")
+    stock_max_age_seconds: float = Field(default=2.0, description="how stale stock may be")
+    rate_limit_per_s: int = Field(default=50, description="per key, unless set per distributor")
     breaker_failures: int = Field(default=5, description="consecutive failures that open a circuit")
     breaker_cooldown_seconds: float = Field(default=5.0, description="open circuit before a probe")
     abandoned_lock_seconds: float = Field(

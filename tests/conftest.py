@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from persistence.db import make_engine
 from persistence.migrate import upgrade_async
-from tests.support.services import PostgresServer, free_port
+from tests.support.services import PostgresServer, RedisServer, free_port
 
 _db_counter = itertools.count()
 
@@ -23,6 +23,13 @@ _db_counter = itertools.count()
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     server = PostgresServer.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer.start()
     yield server
     server.stop()
 
@@ -86,14 +93,18 @@ def ray_session() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def platform(ray_session: None, postgres: PostgresServer, data_dir: Path) -> Iterator[Any]:
-    """The whole platform on PostgreSQL, serving HTTP on a free port."""
+def platform(
+    ray_session: None, postgres: PostgresServer, redis_server: RedisServer, data_dir: Path
+) -> Iterator[Any]:
+    """The whole platform as in production (PostgreSQL, Redis), serving HTTP on a free port."""
     from showdist.platform import start_platform, stop_platform
     from showdist.settings import Settings
 
     settings = Settings(
         data_dir=data_dir,
         database_url=postgres.create_database("platform"),
+        redis_url=redis_server.url,
+        rate_limit_per_s=1000,
         http_port=free_port(),
         instance="e2e",
         ray_namespace="showdist-test",

@@ -1,0 +1,346 @@
+"""Redis-backed nonces, rate limits and hot stock, with in-process twins for the embedded default.
+
+Nonces
+    ``SET nonce:{key_id}:{nonce} 1 NX EX <ttl>``: the first claim of a nonce sets the key and
+    wins; any later claim within the retention finds it and loses. Redis expires the key itself,
+    so nothing needs purging. Every Redis error is raised as ``NonceStoreUnavailable``: a claim
+    never answers True unless Redis said so (fail closed).
+
+Rate limits: a sliding-window log over the last second
+    Each key keeps the instants of the hits it *allowed* during the trailing window
+    ``(now - 1 s, now]``. A hit first forgets instants at or before ``now - 1 s``; it is allowed
+    (and its instant recorded) when fewer than ``limit_per_s`` remain, refused otherwise. So any
+    one-second span holds at most ``limit_per_s`` allowed hits, a burst of ``limit_per_s`` at once
+    is fine, and refused hits cost the caller nothing (they are not recorded). A refusal's
+    ``retry_after_s`` is the wait, rounded up to whole seconds and at least 1, until enough
+    recorded instants leave the window for one more hit to fit.
+
+    Instants are integer microseconds of the caller's ``now`` (injected, like every clock here),
+    so both implementations compare exact integers and answer the same for the same sequence.
+    ``RedisRateLimiter`` runs the algorithm as one Lua script over a sorted set
+    (``rate:{key}``; score and member carry the instant), so concurrent hits from any number of
+    processes are serialised by Redis; the key expires two windows after its last allowed hit.
+    Absolute instants travel to the script as decimal strings and the script only compares
+    them, never prints them, since Lua would format large numbers with 14 significant digits.
+    ``LocalRateLimiter`` keeps the same log per key in a sorted list, per process; its memory is
+    bounded by forgetting idle keys (no recorded instant left in the window) and, past
+    ``max_keys``, the least recently hit ones (which only makes the limiter more lenient).
+
+Hot stock
+    A cache, never the truth: ``RedisStockCache`` keeps ``stock:{session_id}`` as JSON with a
+    millisecond expiry; a Redis error on ``get`` is a miss and on ``put`` is logged and dropped.
+    ``LocalStockCache`` keeps a dict with expiry times, bounded by dropping the entry written
+    longest ago.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import json
+import logging
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Protocol
+
+import redis.asyncio
+import redis.exceptions
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+
+from persistence.nonces import NonceStoreUnavailable
+
+__all__ = [
+    "CachedStock",
+    "LocalRateLimiter",
+    "LocalStockCache",
+    "RateDecision",
+    "RateLimiter",
+    "RateLimiterUnavailable",
+    "RedisNonceStore",
+    "RedisRateLimiter",
+    "RedisStockCache",
+    "StockCache",
+    "redis_client",
+]
+
+log = logging.getLogger(__name__)
+
+#: What a Redis call can fail with when the server is down, slow or refusing writes.
+_REDIS_FAILURES: Final = (redis.exceptions.RedisError, OSError, asyncio.TimeoutError)
+
+WINDOW_US: Final = 1_000_000
+_MICROS: Final = 1_000_000
+
+
+# ----------------------------------------------------------------------------- client
+
+
+def redis_client(url: str, *, timeout_s: float = 0.5) -> redis.asyncio.Redis:
+    """A client that notices an outage within about a second instead of hiding it.
+
+    Connecting and each reply are bounded by ``timeout_s``. A command whose connection broke is
+    retried once, after a few milliseconds: enough to replace a pooled connection that a server
+    restart closed, too little to mask a server that is gone. A timeout is not retried, so a
+    hung server costs one ``timeout_s`` per command, not several.
+    """
+    return redis.asyncio.Redis.from_url(
+        url,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        health_check_interval=15,
+        retry=Retry(
+            ExponentialBackoff(cap=0.05, base=0.01),
+            retries=1,
+            supported_errors=(redis.exceptions.ConnectionError,),
+        ),
+    )
+
+
+# ----------------------------------------------------------------------------- nonces
+
+
+class RedisNonceStore:
+    """Nonces in Redis, one key each, expired by Redis (``now`` is not needed for that)."""
+
+    def __init__(self, client: redis.asyncio.Redis) -> None:
+        self._client = client
+
+    async def claim(self, key_id: str, nonce: str, *, now: datetime, ttl: timedelta) -> bool:
+        """Record the nonce; False when this key used it before (within its retention)."""
+        if ":" in nonce:
+            # The last colon separates key id and nonce; a colon in the nonce could collide.
+            raise ValueError("a nonce cannot contain ':'")
+        seconds = max(1, math.ceil(ttl.total_seconds()))
+        try:
+            created = await self._client.set(f"nonce:{key_id}:{nonce}", 1, nx=True, ex=seconds)
+        except _REDIS_FAILURES as exc:
+            raise NonceStoreUnavailable(f"redis: {exc}") from exc
+        return created is True
+
+
+# ----------------------------------------------------------------------------- rate limits
+
+
+class RateLimiterUnavailable(Exception):
+    """The shared rate limiter could not be reached."""
+
+
+@dataclass(frozen=True, slots=True)
+class RateDecision:
+    allowed: bool
+    retry_after_s: int  # >= 1 when refused, 0 when allowed
+
+
+class RateLimiter(Protocol):
+    async def hit(self, key: str, limit_per_s: int, *, now: float) -> RateDecision:
+        """Count one hit on ``key`` at ``now`` (Unix seconds) against ``limit_per_s``."""
+        ...
+
+
+def _micros(now: float) -> int:
+    return round(now * _MICROS)
+
+
+def _check_limit(limit_per_s: int) -> None:
+    if limit_per_s < 1:
+        raise ValueError("limit_per_s must be at least 1")
+
+
+def _retry_after(wait_us: int) -> int:
+    return max(1, -(-wait_us // _MICROS))
+
+
+_SLIDING_WINDOW_LUA: Final = """
+-- KEYS[1]: the sorted set of allowed instants (integer microseconds)
+-- ARGV[1]: now; ARGV[2]: now - window (both decimal strings); ARGV[3]: limit;
+-- ARGV[4]: window in microseconds; ARGV[5]: key expiry in milliseconds
+local key = KEYS[1]
+local limit = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[2])
+local count = redis.call('ZCARD', key)
+if count < limit then
+  -- Instants that share a score are always forgotten together, so their count numbers the
+  -- next one uniquely.
+  local same = redis.call('ZCOUNT', key, ARGV[1], ARGV[1])
+  redis.call('ZADD', key, ARGV[1], ARGV[1] .. ':' .. same)
+  redis.call('PEXPIRE', key, ARGV[5])
+  return {1, 0}
+end
+-- Refused: wait until the instant at (count - limit) leaves the window, then one more fits.
+local entry = redis.call('ZRANGE', key, count - limit, count - limit, 'WITHSCORES')
+local wait_us = tonumber(entry[2]) + tonumber(ARGV[4]) - tonumber(ARGV[1])
+local seconds = math.ceil(wait_us / 1000000)
+if seconds < 1 then
+  seconds = 1
+end
+return {0, seconds}
+"""
+
+
+class RedisRateLimiter:
+    """The sliding-window log of the module docstring, atomically in one Lua script."""
+
+    def __init__(self, client: redis.asyncio.Redis, *, prefix: str = "rate:") -> None:
+        self._prefix = prefix
+        # register_script sends EVALSHA and falls back to EVAL when Redis lost the script.
+        self._script = client.register_script(_SLIDING_WINDOW_LUA)
+
+    async def hit(self, key: str, limit_per_s: int, *, now: float) -> RateDecision:
+        _check_limit(limit_per_s)
+        now_us = _micros(now)
+        args = [now_us, now_us - WINDOW_US, limit_per_s, WINDOW_US, 2 * WINDOW_US // 1000]
+        try:
+            reply: Any = await self._script(keys=[self._prefix + key], args=[str(a) for a in args])
+        except _REDIS_FAILURES as exc:
+            raise RateLimiterUnavailable(f"redis: {exc}") from exc
+        return RateDecision(allowed=int(reply[0]) == 1, retry_after_s=int(reply[1]))
+
+
+class LocalRateLimiter:
+    """The same sliding-window log in this process's memory: the embedded default."""
+
+    def __init__(self, *, max_keys: int = 100_000) -> None:
+        if max_keys < 1:
+            raise ValueError("max_keys must be at least 1")
+        self._max_keys = max_keys
+        # Least recently hit first; each value sorted ascending.
+        self._logs: OrderedDict[str, list[int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        """How many keys are held now."""
+        return len(self._logs)
+
+    async def hit(self, key: str, limit_per_s: int, *, now: float) -> RateDecision:
+        _check_limit(limit_per_s)
+        now_us = _micros(now)
+        with self._lock:
+            self._forget_idle(now_us)
+            instants = self._logs.get(key)
+            if instants is None:
+                instants = self._logs[key] = []
+                while len(self._logs) > self._max_keys:
+                    self._logs.popitem(last=False)
+            else:
+                self._logs.move_to_end(key)
+            del instants[: bisect.bisect_right(instants, now_us - WINDOW_US)]
+            count = len(instants)
+            if count < limit_per_s:
+                bisect.insort(instants, now_us)
+                return RateDecision(allowed=True, retry_after_s=0)
+            wait_us = instants[count - limit_per_s] + WINDOW_US - now_us
+            return RateDecision(allowed=False, retry_after_s=_retry_after(wait_us))
+
+    def _forget_idle(self, now_us: int) -> None:
+        # Keys are ordered by their last hit, so idle ones gather at the front: stop at the
+        # first key still in use, which keeps the sweep amortised O(1) per hit.
+        cutoff = now_us - WINDOW_US
+        while self._logs:
+            key, instants = next(iter(self._logs.items()))
+            if instants and instants[-1] > cutoff:
+                return
+            del self._logs[key]
+
+
+# ----------------------------------------------------------------------------- hot stock
+
+
+@dataclass(frozen=True, slots=True)
+class CachedStock:
+    tiers: tuple[tuple[str, int], ...]  # (tier_id, available)
+    as_of: datetime  # tz-aware UTC
+
+    def __post_init__(self) -> None:
+        if self.as_of.tzinfo is None or self.as_of.utcoffset() is None:
+            raise ValueError("as_of must be timezone-aware")
+        if self.as_of.utcoffset() != timedelta(0):
+            object.__setattr__(self, "as_of", self.as_of.astimezone(UTC))
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"tiers": [[tier, n] for tier, n in self.tiers], "as_of": self.as_of.isoformat()},
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> CachedStock:
+        data = json.loads(raw)
+        tiers = tuple((str(tier), int(n)) for tier, n in data["tiers"])
+        return cls(tiers=tiers, as_of=datetime.fromisoformat(data["as_of"]))
+
+
+class StockCache(Protocol):
+    async def get(self, session_id: str) -> CachedStock | None: ...
+
+    async def put(self, session_id: str, stock: CachedStock, ttl_s: float) -> None: ...
+
+
+def _ttl_ms(ttl_s: float) -> int:
+    return max(1, math.ceil(ttl_s * 1000))
+
+
+class RedisStockCache:
+    """Hot stock shared by every replica; a Redis outage only makes it miss."""
+
+    def __init__(self, client: redis.asyncio.Redis, *, prefix: str = "stock:") -> None:
+        self._client = client
+        self._prefix = prefix
+
+    async def get(self, session_id: str) -> CachedStock | None:
+        try:
+            raw: bytes | str | None = await self._client.get(self._prefix + session_id)
+        except _REDIS_FAILURES as exc:
+            log.warning("stock cache get failed for %s: %s", session_id, exc)
+            return None
+        if raw is None:
+            return None
+        try:
+            return CachedStock.from_json(raw)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("stock cache entry for %s unreadable: %s", session_id, exc)
+            return None
+
+    async def put(self, session_id: str, stock: CachedStock, ttl_s: float) -> None:
+        try:
+            await self._client.set(self._prefix + session_id, stock.to_json(), px=_ttl_ms(ttl_s))
+        except _REDIS_FAILURES as exc:
+            log.warning("stock cache put failed for %s: %s", session_id, exc)
+
+
+class LocalStockCache:
+    """Hot stock in this process: a bounded dict of (expires at, stock)."""
+
+    def __init__(
+        self, *, max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        self._max_entries = max_entries
+        self._clock = clock
+        self._entries: OrderedDict[str, tuple[float, CachedStock]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    async def get(self, session_id: str) -> CachedStock | None:
+        entry = self._entries.get(session_id)
+        if entry is None:
+            return None
+        expires_at, stock = entry
+        if self._clock() >= expires_at:
+            del self._entries[session_id]
+            return None
+        return stock
+
+    async def put(self, session_id: str, stock: CachedStock, ttl_s: float) -> None:
+        now = self._clock()
+        self._entries.pop(session_id, None)
+        self._entries[session_id] = (now + _ttl_ms(ttl_s) / 1000, stock)
+        while len(self._entries) > self._max_entries:
+            self._entries.popitem(last=False)  # the one written longest ago

@@ -1,0 +1,395 @@
+"""Nonces, rate limits and hot stock against a real redis-server, and their in-process twins.
+
+The module starts its own throw-away Redis and stops it at the end; the outage tests stop and
+restart it (losing its data), so every test uses keys of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+import redis.asyncio
+
+from persistence.nonces import NonceStoreUnavailable
+from persistence.redis_store import (
+    CachedStock,
+    LocalRateLimiter,
+    LocalStockCache,
+    RateDecision,
+    RateLimiter,
+    RateLimiterUnavailable,
+    RedisNonceStore,
+    RedisRateLimiter,
+    RedisStockCache,
+    StockCache,
+    redis_client,
+)
+from tests.support.services import RedisServer
+
+NOW = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
+T0 = 1_795_000_000.0  # Unix seconds, a fixed "now" for the rate limiters
+TTL = timedelta(seconds=600)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+def nonce() -> str:
+    return uuid.uuid4().hex
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def client(redis_server: RedisServer) -> AsyncIterator[redis.asyncio.Redis]:
+    c = redis_client(redis_server.url)
+    try:
+        yield c
+    finally:
+        await c.aclose()
+
+
+@pytest.fixture
+def nonces(client: redis.asyncio.Redis) -> RedisNonceStore:
+    return RedisNonceStore(client)
+
+
+@pytest.fixture(params=["redis", "local"])
+def limiter(request: pytest.FixtureRequest, client: redis.asyncio.Redis) -> RateLimiter:
+    if request.param == "redis":
+        return RedisRateLimiter(client, prefix=unique("rate") + ":")
+    return LocalRateLimiter()
+
+
+@pytest.fixture(params=["redis", "local"])
+def stock_cache(request: pytest.FixtureRequest, client: redis.asyncio.Redis) -> StockCache:
+    if request.param == "redis":
+        return RedisStockCache(client, prefix=unique("stock") + ":")
+    return LocalStockCache()
+
+
+def stock(*tiers: tuple[str, int]) -> CachedStock:
+    return CachedStock(tiers=tiers, as_of=NOW)
+
+
+async def hits(limiter: RateLimiter, key: str, limit: int, times: list[float]) -> list[bool]:
+    return [(await limiter.hit(key, limit, now=t)).allowed for t in times]
+
+
+def a_silent_port() -> socket.socket:
+    """A listening socket that never answers: connections succeed, replies never come."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    return sock
+
+
+# ----------------------------------------------------------------------------- client
+
+
+async def test_client_answers_and_has_short_timeouts(client: redis.asyncio.Redis) -> None:
+    assert await client.ping() is True
+    kwargs = client.connection_pool.connection_kwargs
+    assert kwargs["socket_timeout"] <= 1
+    assert kwargs["socket_connect_timeout"] <= 1
+    assert kwargs["health_check_interval"] > 0
+
+
+# ----------------------------------------------------------------------------- nonces
+
+
+async def test_nonce_claimed_once(nonces: RedisNonceStore) -> None:
+    n = nonce()
+    assert await nonces.claim("key_a", n, now=NOW, ttl=TTL) is True
+    assert await nonces.claim("key_a", n, now=NOW, ttl=TTL) is False
+    assert await nonces.claim("key_a", n, now=NOW + timedelta(seconds=5), ttl=TTL) is False
+
+
+async def test_nonces_are_per_key(nonces: RedisNonceStore) -> None:
+    key_a, key_b, n1, n2 = unique("key"), unique("key"), nonce(), nonce()
+    assert await nonces.claim(key_a, n1, now=NOW, ttl=TTL) is True
+    assert await nonces.claim(key_b, n1, now=NOW, ttl=TTL) is True
+    assert await nonces.claim(key_a, n2, now=NOW, ttl=TTL) is True
+    assert await nonces.claim(key_b, n1, now=NOW, ttl=TTL) is False
+
+
+async def test_nonce_key_layout_and_expiry(
+    nonces: RedisNonceStore, client: redis.asyncio.Redis
+) -> None:
+    key_id, n = unique("key"), nonce()
+    assert await nonces.claim(key_id, n, now=NOW, ttl=timedelta(seconds=90)) is True
+    assert await client.get(f"nonce:{key_id}:{n}") == b"1"
+    assert 85 <= await client.ttl(f"nonce:{key_id}:{n}") <= 90
+
+
+async def test_sub_second_ttl_is_kept_at_least_a_second(
+    nonces: RedisNonceStore, client: redis.asyncio.Redis
+) -> None:
+    key_id, n = unique("key"), nonce()
+    assert await nonces.claim(key_id, n, now=NOW, ttl=timedelta(milliseconds=10)) is True
+    assert await client.ttl(f"nonce:{key_id}:{n}") == 1
+
+
+async def test_nonce_ttl_honoured(nonces: RedisNonceStore) -> None:
+    key_id, n = unique("key"), nonce()
+    ttl = timedelta(seconds=1)
+    assert await nonces.claim(key_id, n, now=NOW, ttl=ttl) is True
+    assert await nonces.claim(key_id, n, now=NOW, ttl=ttl) is False
+    await asyncio.sleep(1.1)
+    assert await nonces.claim(key_id, n, now=NOW + ttl, ttl=ttl) is True
+
+
+async def test_concurrent_claims_of_one_nonce_exactly_one_wins(nonces: RedisNonceStore) -> None:
+    key_id, n = unique("key"), nonce()
+    results = await asyncio.gather(*(nonces.claim(key_id, n, now=NOW, ttl=TTL) for _ in range(100)))
+    assert results.count(True) == 1
+    assert results.count(False) == 99
+
+
+async def test_colon_in_nonce_refused(nonces: RedisNonceStore) -> None:
+    with pytest.raises(ValueError, match="':'"):
+        await nonces.claim("key_a", "abc:def", now=NOW, ttl=TTL)
+
+
+async def test_claim_fails_closed_while_redis_down_then_recovers(
+    redis_server: RedisServer, nonces: RedisNonceStore
+) -> None:
+    key_id = unique("key")
+    assert await nonces.claim(key_id, nonce(), now=NOW, ttl=TTL) is True  # a pooled connection
+    n = nonce()
+    with redis_server.down():
+        began = time.monotonic()
+        with pytest.raises(NonceStoreUnavailable):
+            await nonces.claim(key_id, n, now=NOW, ttl=TTL)
+        with pytest.raises(NonceStoreUnavailable):
+            await nonces.claim(key_id, n, now=NOW, ttl=TTL)
+        assert time.monotonic() - began < 2
+    # The same store and client, on new connections.
+    assert await nonces.claim(key_id, n, now=NOW, ttl=TTL) is True
+    assert await nonces.claim(key_id, n, now=NOW, ttl=TTL) is False
+
+
+async def test_claim_fails_closed_when_redis_hangs() -> None:
+    with a_silent_port() as silent:
+        port = silent.getsockname()[1]
+        c = redis_client(f"redis://127.0.0.1:{port}/0")
+        try:
+            began = time.monotonic()
+            with pytest.raises(NonceStoreUnavailable):
+                await RedisNonceStore(c).claim("key_a", nonce(), now=NOW, ttl=TTL)
+            assert time.monotonic() - began < 1.5  # one 0.5 s timeout, not retried
+        finally:
+            await c.aclose()
+
+
+# ----------------------------------------------------------------------------- rate limits
+
+
+async def test_burst_up_to_the_limit_then_refused(limiter: RateLimiter) -> None:
+    decisions = [await limiter.hit("k", 5, now=T0 + i * 0.001) for i in range(20)]
+    assert [d.allowed for d in decisions] == [True] * 5 + [False] * 15
+    assert all(d.retry_after_s == 0 for d in decisions[:5])
+    assert all(d.retry_after_s >= 1 for d in decisions[5:])
+    assert decisions[5] == RateDecision(allowed=False, retry_after_s=1)
+
+
+async def test_window_slides(limiter: RateLimiter) -> None:
+    allowed_at = [T0 + i * 0.1 for i in range(5)]  # 5 allowed over 0.4 s
+    assert await hits(limiter, "k", 5, allowed_at) == [True] * 5
+    assert await hits(limiter, "k", 5, [T0 + 0.999]) == [False]
+    # At T0 + 1.0 the first hit leaves the window: exactly one more fits.
+    assert await hits(limiter, "k", 5, [T0 + 1.0, T0 + 1.0]) == [True, False]
+    # A full second after the burst, all of it has left.
+    later = [T0 + 1.5 + i * 0.001 for i in range(6)]
+    assert await hits(limiter, "k", 5, later) == [True] * 4 + [False] * 2
+    assert await hits(limiter, "k", 5, [T0 + 10.0] * 6) == [True] * 5 + [False]
+
+
+async def test_refused_hits_are_not_counted(limiter: RateLimiter) -> None:
+    assert await hits(limiter, "k", 2, [T0, T0]) == [True, True]
+    assert await hits(limiter, "k", 2, [T0 + 0.1 * i for i in range(1, 10)]) == [False] * 9
+    assert await hits(limiter, "k", 2, [T0 + 1.0, T0 + 1.0, T0 + 1.0]) == [True, True, False]
+
+
+async def test_keys_are_independent(limiter: RateLimiter) -> None:
+    assert await hits(limiter, "a", 1, [T0, T0]) == [True, False]
+    assert await hits(limiter, "b", 1, [T0, T0]) == [True, False]
+    assert await hits(limiter, "a", 3, [T0]) == [True]  # a higher limit fits two more
+    assert await hits(limiter, "b", 1, [T0 + 0.5]) == [False]
+
+
+async def test_lowered_limit_waits_for_enough_to_leave(limiter: RateLimiter) -> None:
+    assert await hits(limiter, "k", 4, [T0, T0 + 0.2, T0 + 0.4, T0 + 0.6]) == [True] * 4
+    refused = await limiter.hit("k", 2, now=T0 + 0.7)
+    assert refused == RateDecision(allowed=False, retry_after_s=1)
+    # Three of four must leave for one more to fit: the third does so at T0 + 1.4.
+    assert await hits(limiter, "k", 2, [T0 + 1.3, T0 + 1.4, T0 + 1.4]) == [False, True, False]
+
+
+async def test_concurrent_hits_allow_exactly_the_limit(limiter: RateLimiter) -> None:
+    decisions = await asyncio.gather(*(limiter.hit("k", 10, now=T0) for _ in range(50)))
+    assert sum(d.allowed for d in decisions) == 10
+    assert all(d.retry_after_s >= 1 for d in decisions if not d.allowed)
+
+
+async def test_limit_must_be_positive(limiter: RateLimiter) -> None:
+    with pytest.raises(ValueError, match="limit_per_s"):
+        await limiter.hit("k", 0, now=T0)
+
+
+async def test_real_clock_allows_again_after_a_second(limiter: RateLimiter) -> None:
+    assert await hits(limiter, "k", 3, [time.time() for _ in range(4)]) == [True] * 3 + [False]
+    await asyncio.sleep(1.05)
+    assert await hits(limiter, "k", 3, [time.time() for _ in range(4)]) == [True] * 3 + [False]
+
+
+async def test_local_and_redis_answer_alike(client: redis.asyncio.Redis) -> None:
+    rng = random.Random(20261125)
+    sequence: list[tuple[str, int, float]] = []
+    now = T0
+    for _ in range(600):
+        now += rng.choice([0.0, 0.0, 0.001, 0.01, 0.05, 0.2, 0.7, 1.0, 1.3])
+        sequence.append((rng.choice("abc"), rng.choice([1, 2, 3, 5, 8]), now))
+    remote = RedisRateLimiter(client, prefix=unique("rate") + ":")
+    local = LocalRateLimiter()
+    remote_decisions = [await remote.hit(k, lim, now=t) for k, lim, t in sequence]
+    local_decisions = [await local.hit(k, lim, now=t) for k, lim, t in sequence]
+    assert remote_decisions == local_decisions
+    allowed = sum(d.allowed for d in local_decisions)
+    assert 0 < allowed < len(sequence)  # the sequence exercised both answers
+
+
+async def test_redis_limiter_unavailable_while_down_then_recovers(
+    redis_server: RedisServer, client: redis.asyncio.Redis
+) -> None:
+    limiter = RedisRateLimiter(client, prefix=unique("rate") + ":")
+    assert (await limiter.hit("k", 5, now=T0)).allowed
+    with redis_server.down(), pytest.raises(RateLimiterUnavailable):
+        await limiter.hit("k", 5, now=T0)
+    # The restarted server has forgotten the script as well as the data: EVAL reloads it.
+    assert await hits(limiter, "k", 2, [T0, T0, T0]) == [True, True, False]
+
+
+async def test_redis_limiter_keys_expire(client: redis.asyncio.Redis) -> None:
+    prefix = unique("rate") + ":"
+    limiter = RedisRateLimiter(client, prefix=prefix)
+    await limiter.hit("k", 5, now=time.time())
+    assert 0 < await client.pttl(prefix + "k") <= 2000
+
+
+async def test_local_limiter_forgets_idle_keys() -> None:
+    limiter = LocalRateLimiter()
+    for key in "abc":
+        await limiter.hit(key, 5, now=T0)
+    assert len(limiter) == 3
+    await limiter.hit("d", 5, now=T0 + 0.5)
+    assert len(limiter) == 4
+    await limiter.hit("d", 5, now=T0 + 1.2)
+    assert len(limiter) == 1
+
+
+async def test_local_limiter_is_bounded() -> None:
+    limiter = LocalRateLimiter(max_keys=3)
+    for i in range(10):
+        await limiter.hit(f"k{i}", 5, now=T0)
+        assert len(limiter) <= 3
+    assert await hits(limiter, "k9", 1, [T0]) == [False]  # the recent keys are kept
+
+
+# ----------------------------------------------------------------------------- hot stock
+
+
+async def test_stock_round_trip(stock_cache: StockCache) -> None:
+    assert await stock_cache.get("ses_1") is None
+    cached = stock(("tier_a", 12), ("tier_b", 0))
+    await stock_cache.put("ses_1", cached, 30)
+    assert await stock_cache.get("ses_1") == cached
+    assert await stock_cache.get("ses_2") is None
+    newer = CachedStock(tiers=(("tier_a", 11),), as_of=NOW + timedelta(seconds=1))
+    await stock_cache.put("ses_1", newer, 30)
+    got = await stock_cache.get("ses_1")
+    assert got == newer
+    assert got is not None
+    assert got.as_of.utcoffset() == timedelta(0)
+
+
+async def test_stock_expires(stock_cache: StockCache) -> None:
+    await stock_cache.put("ses_1", stock(("tier_a", 1)), 0.1)
+    await stock_cache.put("ses_2", stock(("tier_a", 2)), 30)
+    assert await stock_cache.get("ses_1") is not None
+    await asyncio.sleep(0.25)
+    assert await stock_cache.get("ses_1") is None
+    assert await stock_cache.get("ses_2") == stock(("tier_a", 2))
+
+
+async def test_redis_stock_cache_misses_while_down(
+    redis_server: RedisServer, client: redis.asyncio.Redis
+) -> None:
+    cache = RedisStockCache(client, prefix=unique("stock") + ":")
+    await cache.put("ses_1", stock(("tier_a", 3)), 30)
+    with redis_server.down():
+        assert await cache.get("ses_1") is None
+        await cache.put("ses_1", stock(("tier_a", 4)), 30)  # swallowed
+    assert await cache.get("ses_1") is None  # the restart lost the data; no error either
+    await cache.put("ses_1", stock(("tier_a", 5)), 30)
+    assert await cache.get("ses_1") == stock(("tier_a", 5))
+
+
+async def test_redis_stock_value_is_json_with_expiry(client: redis.asyncio.Redis) -> None:
+    prefix = unique("stock") + ":"
+    cache = RedisStockCache(client, prefix=prefix)
+    await cache.put("ses_1", stock(("tier_a", 7)), 2.5)
+    assert await client.get(prefix + "ses_1") == (
+        b'{"tiers":[["tier_a",7]],"as_of":"2026-11-25T02:00:00+00:00"}'
+    )
+    assert 2000 < await client.pttl(prefix + "ses_1") <= 2500
+
+
+async def test_unreadable_redis_stock_is_a_miss(client: redis.asyncio.Redis) -> None:
+    prefix = unique("stock") + ":"
+    await client.set(prefix + "ses_1", b"not json")
+    assert await RedisStockCache(client, prefix=prefix).get("ses_1") is None
+
+
+async def test_local_stock_cache_is_bounded() -> None:
+    cache = LocalStockCache(max_entries=2)
+    for i in range(5):
+        await cache.put(f"ses_{i}", stock(("tier_a", i)), 30)
+        assert len(cache) <= 2
+    assert await cache.get("ses_0") is None
+    assert await cache.get("ses_4") == stock(("tier_a", 4))
+
+
+async def test_local_stock_cache_uses_the_injected_clock() -> None:
+    clock = [100.0]
+    cache = LocalStockCache(clock=lambda: clock[0])
+    await cache.put("ses_1", stock(("tier_a", 1)), 5)
+    clock[0] = 104.9
+    assert await cache.get("ses_1") is not None
+    clock[0] = 105.0
+    assert await cache.get("ses_1") is None
+    assert len(cache) == 0
+
+
+def test_cached_stock_as_of_is_utc() -> None:
+    cst = timezone(timedelta(hours=8))
+    moved = CachedStock(tiers=(), as_of=datetime(2026, 11, 25, 10, 0, tzinfo=cst))
+    assert moved.as_of == NOW
+    assert moved.as_of.utcoffset() == timedelta(0)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        CachedStock(tiers=(), as_of=datetime(2026, 11, 25, 2, 0))
