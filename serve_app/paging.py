@@ -40,7 +40,8 @@ def parse_time(name: str, value: str | None) -> datetime | None:
     if value is None or value == "":
         return None
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        # An unencoded "+" in a query arrives as a space: read it as the offset it was.
+        parsed = datetime.fromisoformat(value.strip().replace(" ", "+").replace("Z", "+00:00"))
     except ValueError as exc:
         raise ApiError(422, "invalid_request", f"{name}: not an RFC 3339 time") from exc
     if parsed.tzinfo is None:
