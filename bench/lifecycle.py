@@ -12,36 +12,33 @@ from __future__ import annotations
 import argparse
 import asyncio
 import uuid
+from collections import Counter
 
-import httpx
-
-from bench.common import Stack, Timings, run_concurrently, stack, timed
-from showdist.client import AsyncSignedClient
+from bench.common import FastSignedClient, Stack, Timings, run_concurrently, stack, timed
 
 
 async def platform_lifecycles(s: Stack, n: int, concurrency: int) -> tuple[float, Timings, Timings]:
     lock_t, issue_t = Timings("lock (POST /orders)"), Timings("issue (POST …/issue)")
-    client = AsyncSignedClient(s.world.base_url, s.world.a.creds, max_connections=concurrency)
+    client = FastSignedClient(s.world.base_url, s.world.a.creds, max_connections=concurrency)
     run = uuid.uuid4().hex[:8]
-    failures = 0
+    failures: Counter[str] = Counter()
 
     async def one(i: int) -> None:
-        nonlocal failures
         body = s.world.order_body(f"B-{run}-{i}", quantity=1)
         r = await timed(lock_t, client.request("POST", "/v1/orders", body))
         if r.status_code != 201:
-            failures += 1
+            failures[f"lock {r.status_code}"] += 1
             return
         r2 = await timed(issue_t, client.request("POST", f"/v1/orders/{r.json()['id']}/issue"))
         if r2.status_code != 200:
-            failures += 1
+            failures[f"issue {r2.status_code}"] += 1
 
     try:
         elapsed = await run_concurrently(n, concurrency, one)
     finally:
         await client.aclose()
     if failures:
-        print(f"  !! {failures} lifecycles did not end FIXED")
+        print(f"  !! lifecycles that did not end FIXED: {dict(failures)}")
     return n / elapsed, lock_t, issue_t
 
 
@@ -64,16 +61,15 @@ async def sandbox_direct(s: Stack, n: int, concurrency: int) -> float:
 
 
 async def healthz_rate(s: Stack, n: int, concurrency: int) -> float:
-    async with httpx.AsyncClient(
-        base_url=s.world.base_url,
-        trust_env=False,
-        limits=httpx.Limits(max_connections=concurrency),
-    ) as http:
+    http = FastSignedClient(s.world.base_url, s.world.a.creds, max_connections=concurrency)
 
-        async def one(_: int) -> None:
-            await http.get("/healthz")
+    async def one(_: int) -> None:
+        await http.get("/healthz")
 
+    try:
         elapsed = await run_concurrently(n, concurrency, one)
+    finally:
+        await http.aclose()
     return n / elapsed
 
 

@@ -31,11 +31,13 @@ async def booked_period(conn: AsyncConnection, basis: date) -> str:
     day = basis
     while True:
         key = day.isoformat()
-        await conn.execute(insert_ignore(conn, periods).values(period=key, status="open"))
         q = select(periods.c.status).where(periods.c.period == key)
         if conn.dialect.name == "postgresql":
             q = q.with_for_update(read=True)
-        status = (await conn.execute(q)).scalar_one()
+        status = (await conn.execute(q)).scalar_one_or_none()
+        if status is None:  # the period's first flow: make its row, then lock it
+            await conn.execute(insert_ignore(conn, periods).values(period=key, status="open"))
+            status = (await conn.execute(q)).scalar_one()
         if status == "open":
             return key
         day += timedelta(days=1)

@@ -235,6 +235,7 @@ async def sync_supplier(supplier_id: str, request: Request, _caller: AdminCaller
         changed = await handle.sync_catalog.remote()
     except Exception as exc:
         raise ApiError(503, "supplier_unavailable", f"catalog sync failed: {exc}") from exc
+    state.catalog.invalidate()
     return {"supplier_id": supplier_id, "rows_changed": changed}
 
 

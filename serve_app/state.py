@@ -12,8 +12,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from actors.directory import supplier_actor_handle
 from actors.order_actor import host_index, host_name
 from domain.signing import ed25519_public_key_b64
-from persistence.accounts import AccountRepository
-from persistence.catalog import CatalogRepository
 from persistence.db import make_engine
 from persistence.nonces import DbNonceStore
 from persistence.orders import OrderRepository
@@ -30,6 +28,7 @@ from persistence.redis_store import (
 from persistence.secretbox import SecretBox
 from persistence.work import WorkRepository
 from serve_app.auth import NonceStore, RequestVerifier
+from serve_app.caches import CachingAccountRepository, CachingCatalogRepository
 from showdist.settings import Settings
 
 
@@ -38,8 +37,12 @@ class PlatformState:
         self.settings = settings
         self.tz = ZoneInfo(settings.timezone)
         self.engine = make_engine(settings.resolved_database_url(), pool_size=settings.db_pool_size)
-        self.accounts = AccountRepository(self.engine, SecretBox(settings.resolved_master_key()))
-        self.catalog = CatalogRepository(self.engine)
+        self.accounts = CachingAccountRepository(
+            self.engine,
+            SecretBox(settings.resolved_master_key()),
+            ttl_s=settings.auth_cache_seconds,
+        )
+        self.catalog = CachingCatalogRepository(self.engine, ttl_s=settings.catalog_cache_seconds)
         self.orders = OrderRepository(self.engine, tz=self.tz)
         self.work = WorkRepository(self.engine)
         self.redis = redis_client(settings.redis_url) if settings.redis_url else None

@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     )
     catalog_sync_seconds: float = Field(default=60.0, description="scheduled catalog pulls")
     stock_max_age_seconds: float = Field(default=2.0, description="how stale stock may be")
+    auth_cache_seconds: float = Field(
+        default=1.0, description="how long an API replica trusts a cached key or grant"
+    )
+    catalog_cache_seconds: float = Field(
+        default=1.0, description="how long an API replica reuses the show list it read"
+    )
     rate_limit_per_s: int = Field(default=50, description="per key, unless set per distributor")
     breaker_failures: int = Field(default=5, description="consecutive failures that open a circuit")
     breaker_cooldown_seconds: float = Field(default=5.0, description="open circuit before a probe")

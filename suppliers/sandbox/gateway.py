@@ -1,4 +1,4 @@
-"""`SandboxGateway`: the `SupplierGateway` adapter for the sandbox supplier, over HTTP (httpx).
+"""`SandboxGateway`: the `SupplierGateway` adapter for the sandbox supplier, over HTTP (aiohttp).
 
 How an answer becomes an `Outcome` (the platform acts on it, so it must never guess).
 
@@ -10,8 +10,8 @@ Commands (lock, release, issue, refund, catalog, supplier_refunds, delivery_upda
   `refused`, `not_found`, `invalid_request`; any other 4xx → FAILED `http_4xx`.
 - 5xx → UNKNOWN `http_5xx`; a read or write timeout → UNKNOWN `timeout`; a connection dropped
   mid-exchange or a protocol error → UNKNOWN `network`.
-- A connect error or connect timeout → FAILED `connect`; no free pooled connection in time →
-  FAILED `pool_timeout`.
+- A connect error or connect timeout, including no free pooled connection in time → FAILED
+  `connect`.
 
 Queries (query_issue, query_refund):
 
@@ -27,15 +27,16 @@ was not made, and the order may be cancelled safely). A query is different, beca
 means "definitely not issued", which a query that never ran cannot know, so it is UNKNOWN.
 
 `latency_ms` is measured with `time.perf_counter` around the whole exchange (connect, send,
-receive the body), also for failures. The httpx clients are created on first use (and again if the
+receive the body), also for failures. The HTTP session is created on first use (and again if the
 gateway finds itself on another event loop), so a gateway can be built outside any event loop
-and pickled (the clients are not part of its pickled state). They ignore proxy settings in
+and pickled (the session is not part of its pickled state). It ignores proxy settings in
 the environment (`trust_env=False`): the sandbox is reached directly.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-import httpx
+import aiohttp
 
 from suppliers.gateway import (
     CallResult,
@@ -65,11 +66,6 @@ __all__ = ["SandboxGateway"]
 
 T = TypeVar("T")
 
-# httpcore's connection pool does work quadratic in its size for every request (encode/httpx
-# #3215, encode/httpcore #1035): 100 concurrent requests on one warm 100-connection pool took
-# about 1 s here, against 0.2 s for 200 requests on a 10-connection pool. So the gateway spreads
-# its `max_connections` over several small clients and sends each request to the least busy one.
-_CONNECTIONS_PER_CLIENT = 8
 
 _DELIVERY_STATUSES = frozenset({"SHIPPED", "DELIVERED"})
 
@@ -109,9 +105,8 @@ class SandboxGateway:
         self.timeout_s = timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.max_connections = max_connections
-        self._clients: list[httpx.AsyncClient] = []
-        self._in_flight: list[int] = []
-        self._clients_loop: asyncio.AbstractEventLoop | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._session_loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
         return f"SandboxGateway({self.base_url!r}, timeout_s={self.timeout_s})"
@@ -129,9 +124,8 @@ class SandboxGateway:
         self.timeout_s = state["timeout_s"]
         self.connect_timeout_s = state["connect_timeout_s"]
         self.max_connections = state["max_connections"]
-        self._clients = []
-        self._in_flight = []
-        self._clients_loop = None
+        self._session = None
+        self._session_loop = None
 
     # -- SupplierGateway ------------------------------------------------------------------
 
@@ -188,36 +182,32 @@ class SandboxGateway:
         return _command(answer, latency, _delivery_events)
 
     async def aclose(self) -> None:
-        clients, self._clients, self._in_flight = self._clients, [], []
-        self._clients_loop = None
-        for client in clients:
-            await client.aclose()
+        session, self._session = self._session, None
+        self._session_loop = None
+        if session is not None and not session.closed:
+            await session.close()
 
     # -- transport ------------------------------------------------------------------------
+    # aiohttp rather than httpx: measured here, an httpx client spent about four times the CPU
+    # per call (its connection pool does work that grows with its size: encode/httpx #3215),
+    # and the supplier actor's CPU is on the path of every lock and issue.
 
-    def _pick_client(self) -> int:
-        """The index of the least busy client, creating the clients on first use."""
+    def _client(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
-        if not self._clients or self._clients_loop is not loop:
-            # httpx clients are bound to the loop they were first used on; a new loop needs
-            # new ones (the old ones cannot be closed from here and are left to the collector)
-            shards = -(-self.max_connections // _CONNECTIONS_PER_CLIENT)
-            per_client = -(-self.max_connections // shards)
-            self._clients = [self._new_client(per_client) for _ in range(shards)]
-            self._in_flight = [0] * shards
-            self._clients_loop = loop
-        in_flight = self._in_flight
-        return in_flight.index(min(in_flight))
-
-    def _new_client(self, max_connections: int) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            base_url=self.base_url,
-            timeout=httpx.Timeout(self.timeout_s, connect=self.connect_timeout_s),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-            trust_env=False,
-        )
+        if self._session is None or self._session_loop is not loop or self._session.closed:
+            # a session is bound to the loop it was made on; a new loop needs a new one
+            self._session = aiohttp.ClientSession(
+                base_url=self.base_url,
+                connector=aiohttp.TCPConnector(limit=self.max_connections, force_close=False),
+                timeout=aiohttp.ClientTimeout(
+                    total=self.timeout_s,
+                    connect=self.timeout_s,  # waiting for a pooled connection, then connecting
+                    sock_connect=self.connect_timeout_s,
+                ),
+                trust_env=False,
+            )
+            self._session_loop = loop
+        return self._session
 
     async def _exchange(
         self,
@@ -227,30 +217,28 @@ class SandboxGateway:
         body: Mapping[str, Any] | None = None,
         params: Mapping[str, str] | None = None,
     ) -> tuple[_Answer | _Unanswered, float]:
-        index = self._pick_client()
-        client, in_flight = self._clients[index], self._in_flight
-        in_flight[index] += 1
+        client = self._client()
         started = time.perf_counter()
         outcome: _Answer | _Unanswered
         try:
-            response = await client.request(method, path, json=body, params=params)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            async with client.request(
+                method, path.lstrip("/"), json=body, params=params
+            ) as response:
+                raw = await response.read()
+                try:
+                    parsed: Any = json.loads(raw) if raw else None
+                except ValueError:
+                    parsed = None
+                outcome = _Answer(response.status, parsed, response.reason or "")
+        except aiohttp.ConnectionTimeoutError as exc:
+            # no connection within the time: the request was never written
             outcome = _Unanswered(ErrorCode.CONNECT, _describe(exc), never_sent=True)
-        except httpx.PoolTimeout as exc:
-            outcome = _Unanswered(ErrorCode.POOL_TIMEOUT, _describe(exc), never_sent=True)
-        except httpx.TimeoutException as exc:
+        except aiohttp.ClientConnectorError as exc:
+            outcome = _Unanswered(ErrorCode.CONNECT, _describe(exc), never_sent=True)
+        except TimeoutError as exc:
             outcome = _Unanswered(ErrorCode.TIMEOUT, _describe(exc), never_sent=False)
-        except httpx.TransportError as exc:
+        except aiohttp.ClientError as exc:
             outcome = _Unanswered(ErrorCode.NETWORK, _describe(exc), never_sent=False)
-        else:
-            try:
-                parsed: Any = response.json()
-            except ValueError:
-                parsed = None
-            outcome = _Answer(response.status_code, parsed, response.reason_phrase)
-        finally:
-            if self._in_flight is in_flight:  # not replaced by aclose() or a new loop meanwhile
-                in_flight[index] -= 1
         return outcome, (time.perf_counter() - started) * 1000
 
 
