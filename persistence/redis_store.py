@@ -81,7 +81,9 @@ _MICROS: Final = 1_000_000
 # ----------------------------------------------------------------------------- client
 
 
-def redis_client(url: str, *, timeout_s: float = 0.5) -> redis.asyncio.Redis:
+def redis_client(
+    url: str, *, timeout_s: float = 0.5, max_connections: int = 64
+) -> redis.asyncio.Redis:
     """A client that notices an outage within about a second instead of hiding it.
 
     Connecting and each reply are bounded by ``timeout_s``. A command whose connection broke is
@@ -89,8 +91,12 @@ def redis_client(url: str, *, timeout_s: float = 0.5) -> redis.asyncio.Redis:
     restart closed, too little to mask a server that is gone. A timeout is not retried, so a
     hung server costs one ``timeout_s`` per command, not several.
     """
-    return redis.asyncio.Redis.from_url(
+    # A blocking pool: under a burst, callers wait (up to timeout_s) for a free connection
+    # instead of failing; redis-py's default pool raises once 100 are in use.
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
         url,
+        max_connections=max_connections,
+        timeout=timeout_s,
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
         health_check_interval=15,
@@ -100,6 +106,7 @@ def redis_client(url: str, *, timeout_s: float = 0.5) -> redis.asyncio.Redis:
             supported_errors=(redis.exceptions.ConnectionError,),
         ),
     )
+    return redis.asyncio.Redis(connection_pool=pool)
 
 
 # ----------------------------------------------------------------------------- nonces

@@ -45,7 +45,11 @@ class PlatformState:
         self.catalog = CachingCatalogRepository(self.engine, ttl_s=settings.catalog_cache_seconds)
         self.orders = OrderRepository(self.engine, tz=self.tz)
         self.work = WorkRepository(self.engine)
-        self.redis = redis_client(settings.redis_url) if settings.redis_url else None
+        self.redis = (
+            redis_client(settings.redis_url, timeout_s=settings.redis_timeout_seconds)
+            if settings.redis_url
+            else None
+        )
         # Redis where it belongs (nonces, rate limits, hot stock); embedded fallbacks without it.
         nonces: NonceStore
         limiter: RateLimiter

@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     )
     db_pool_size: int = 8
     redis_url: str | None = None
+    redis_timeout_seconds: float = Field(
+        default=2.0, description="a Redis call slower than this counts as Redis being down"
+    )
     master_key: SecretStr | None = Field(
         default=None, description="base64 of 32 bytes; AES-GCM key for secrets at rest"
     )

@@ -115,6 +115,7 @@ async def test_fault_matrix(matrix: Matrix) -> None:
 
     async def get(order_id: str) -> dict[str, Any]:
         resp = await ops.request("GET", f"/admin/v1/orders/{order_id}")
+        assert resp.status_code == 200, resp.text
         body: dict[str, Any] = resp.json()
         return body
 
