@@ -98,15 +98,21 @@ def ensure_ray(settings: Settings, *, num_cpus: int | None = None) -> None:
         )
 
 
+def ensure_platform_actors(settings: Settings) -> list[Any]:
+    """Start (or find) the order hosts, every supplier's actor and the settlement actor."""
+    hosts = start_order_hosts(host_config(settings), settings.order_hosts)
+    ray.get([h.ping.remote() for h in hosts])
+    ensure_supplier_actors(settings)
+    ray.get(settlement_actor_handle(settings).ping.remote())
+    return hosts
+
+
 def start_platform(settings: Settings, *, num_cpus: int | None = None) -> RunningPlatform:
     settings = settings.with_resolved_secrets()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.resolved_database_url())
     ensure_ray(settings, num_cpus=num_cpus)
-    hosts = start_order_hosts(host_config(settings), settings.order_hosts)
-    ray.get([h.ping.remote() for h in hosts])
-    ensure_supplier_actors(settings)
-    ray.get(settlement_actor_handle(settings).ping.remote())
+    hosts = ensure_platform_actors(settings)
     serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
     serve.run(
         ApiIngress.options(num_replicas=settings.serve_replicas).bind(settings),  # type: ignore[attr-defined]
