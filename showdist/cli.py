@@ -150,6 +150,224 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- settlement (analysts): straight from the database, no Ray ---------------------------
+
+
+def _settlement_context(args: argparse.Namespace) -> tuple[str, Any]:
+    from zoneinfo import ZoneInfo
+
+    from persistence.migrate import upgrade
+
+    settings = _settings(args)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    url = settings.resolved_database_url()
+    upgrade(url)
+    return url, ZoneInfo(settings.timezone)
+
+
+def _period_arg(value: str) -> str:
+    from persistence.settlement import BadPeriod, parse_period
+
+    try:
+        return parse_period(value)
+    except BadPeriod as exc:
+        raise SystemExit(str(exc)) from exc
+
+
+def _money(amount: int, currency: str) -> str:
+    from domain.money import Money
+
+    return f"{Money(amount, currency).format()} ({amount})"
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+
+    def line(cells: list[str]) -> str:
+        first = f"{cells[0]:<{widths[0]}}"
+        rest = [f"{c:>{w}}" for c, w in zip(cells[1:], widths[1:], strict=True)]
+        return "  ".join([first, *rest]).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def format_snapshot(snap: dict[str, Any]) -> str:
+    """A snapshot as readable tables: money as `CNY 380.00 (38000)`, minor units in brackets."""
+    state = "closed " + str(snap.get("closed_at")) if snap.get("closed") else "open"
+    checks = snap["checks"]
+    out = [
+        f"period {snap['period']} ({state}), {snap['flows']} flows",
+        f"receivable >= settlement: holds={snap['holds']}  to_date={checks['to_date']}  "
+        f"orders={checks['orders']}  period_flows={checks['period']}",
+    ]
+    if snap.get("digest"):
+        out.append(f"statement digest {snap['digest']}")
+    if checks["violating_orders"]:
+        out.append("violating orders: " + ", ".join(checks["violating_orders"]))
+    if snap["currencies"]:
+        out += [
+            "",
+            _table(
+                ["currency", "receivable net", "settlement net", "retained", "retained to date"],
+                [
+                    [
+                        c["currency"],
+                        _money(c["receivable_net"], c["currency"]),
+                        _money(c["settlement_net"], c["currency"]),
+                        _money(c["retained"], c["currency"]),
+                        _money(c["retained_to_date"], c["currency"]),
+                    ]
+                    for c in snap["currencies"]
+                ],
+            ),
+        ]
+    if snap["distributors"]:
+        out += [
+            "",
+            _table(
+                ["distributor", "receivable +", "receivable -", "net"],
+                [
+                    [
+                        d["distributor_id"],
+                        _money(d["receivable_plus"], d["currency"]),
+                        _money(d["receivable_minus"], d["currency"]),
+                        _money(d["net"], d["currency"]),
+                    ]
+                    for d in snap["distributors"]
+                ],
+            ),
+        ]
+    if snap["suppliers"]:
+        out += [
+            "",
+            _table(
+                ["supplier", "settlement +", "settlement -", "net"],
+                [
+                    [
+                        s["supplier_id"],
+                        _money(s["settlement_plus"], s["currency"]),
+                        _money(s["settlement_minus"], s["currency"]),
+                        _money(s["net"], s["currency"]),
+                    ]
+                    for s in snap["suppliers"]
+                ],
+            ),
+        ]
+    return "\n".join(out)
+
+
+async def _settlement_service(url: str) -> Any:
+    from actors.settlement_actor import SettlementService
+    from persistence.db import make_engine
+
+    service = SettlementService(make_engine(url, pool_size=2))
+    await service.rebuild()
+    return service
+
+
+def cmd_settlement_periods(args: argparse.Namespace) -> int:
+    url, tz = _settlement_context(args)
+
+    async def run() -> list[dict[str, Any]]:
+        service = await _settlement_service(url)
+        try:
+            lines: list[dict[str, Any]] = await service.periods(tz=tz)
+            return lines
+        finally:
+            await service.engine.dispose()
+
+    lines = asyncio.run(run())
+    if args.json:
+        print(json.dumps(lines, indent=2, ensure_ascii=False))
+        return 0
+    rows = [
+        [
+            line["period"],
+            line["status"],
+            str(line["flows"]),
+            c["currency"],
+            _money(c["receivable_net"], c["currency"]),
+            _money(c["settlement_net"], c["currency"]),
+            _money(c["retained"], c["currency"]),
+            str(line["holds"]),
+        ]
+        for line in lines
+        for c in (line["currencies"] or [{"currency": "-"}])
+        if "receivable_net" in c
+    ]
+    headers = ["period", "status", "flows", "cur", "receivable net", "settlement net"]
+    print(_table([*headers, "retained", "holds"], rows) if rows else "no periods yet")
+    return 0
+
+
+def cmd_settlement_snapshot(args: argparse.Namespace) -> int:
+    url, tz = _settlement_context(args)
+    period = _period_arg(args.period)
+
+    async def run() -> dict[str, Any]:
+        service = await _settlement_service(url)
+        try:
+            snap: dict[str, Any] = await service.snapshot(period, tz=tz)
+            return snap
+        finally:
+            await service.engine.dispose()
+
+    snap = asyncio.run(run())
+    print(json.dumps(snap, indent=2, ensure_ascii=False) if args.json else format_snapshot(snap))
+    return 0
+
+
+def cmd_settlement_close(args: argparse.Namespace) -> int:
+    from persistence.db import make_engine
+    from persistence.settlement import PeriodNotOver, close_period
+
+    url, tz = _settlement_context(args)
+    period = _period_arg(args.period)
+
+    async def run() -> tuple[Any, bool]:
+        engine = make_engine(url, pool_size=2)
+        try:
+            return await close_period(engine, period, tz=tz, now=datetime.now(UTC))
+        finally:
+            await engine.dispose()
+
+    try:
+        statement, created = asyncio.run(run())
+    except PeriodNotOver:
+        print(f"period {period} is not over yet; it cannot be closed", file=sys.stderr)
+        return 1
+    word = "closed" if created else "was already closed"
+    print(f"period {period} {word}; statement digest {statement.digest}", file=sys.stderr)
+    print(format_snapshot(statement.view(tz)))
+    return 0
+
+
+def cmd_settlement_export(args: argparse.Namespace) -> int:
+    import csv
+
+    from persistence.db import make_engine
+    from persistence.settlement import csv_lines, flows_of_period
+
+    url, tz = _settlement_context(args)
+    period = _period_arg(args.period)
+
+    async def run() -> list[dict[str, Any]]:
+        engine = make_engine(url, pool_size=2)
+        try:
+            return await flows_of_period(engine, period)
+        finally:
+            await engine.dispose()
+
+    rows = asyncio.run(run())
+    if args.out:
+        with open(args.out, "w", newline="", encoding="utf-8") as fh:
+            csv.writer(fh, lineterminator="\n").writerows(csv_lines(rows, tz))
+        print(f"{len(rows)} flows of {period} written to {args.out}", file=sys.stderr)
+    else:
+        csv.writer(sys.stdout, lineterminator="\n").writerows(csv_lines(rows, tz))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="showdist", description=__doc__)
     p.add_argument("--data-dir", help="data folder of the embedded default (default .showdist)")
@@ -185,6 +403,23 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("--port", type=int, default=8101)
     sb.add_argument("--demo", action="store_true")
     sb.set_defaults(func=cmd_sandbox)
+
+    st = sub.add_parser("settlement", help="receivables and settlement per period (analysts)")
+    st_sub = st.add_subparsers(dest="settlement_command", required=True)
+    sp = st_sub.add_parser("periods", help="every period with its totals")
+    sp.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    sp.set_defaults(func=cmd_settlement_periods)
+    ss = st_sub.add_parser("snapshot", help="one period: per distributor, per supplier, checks")
+    ss.add_argument("period", help="calendar day in the platform time zone, YYYY-MM-DD")
+    ss.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    ss.set_defaults(func=cmd_settlement_snapshot)
+    sc = st_sub.add_parser("close", help="freeze a period that is over into its statement")
+    sc.add_argument("period")
+    sc.set_defaults(func=cmd_settlement_close)
+    se = st_sub.add_parser("export", help="the flows booked into a period, as CSV")
+    se.add_argument("period")
+    se.add_argument("--out", help="file to write (default: standard output)")
+    se.set_defaults(func=cmd_settlement_export)
     return p
 
 
