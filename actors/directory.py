@@ -3,6 +3,7 @@ talks to that supplier (its Ray actor, or in-process service in tests and tools)
 
 from __future__ import annotations
 
+import time
 from typing import Any, Protocol
 
 from actors.supplier_actor import (
@@ -11,8 +12,9 @@ from actors.supplier_actor import (
     SupplierService,
     supplier_actor_name,
 )
+from domain.ids import stable_shard
 from domain.negotiation import PollingPolicy
-from persistence.catalog import CatalogRepository
+from persistence.catalog import CatalogRepository, Supplier
 from suppliers.gateway import CallResult, IssueInfo, LockInfo, RefundInfo
 from suppliers.registry import build_gateway
 
@@ -30,7 +32,9 @@ class SupplierPort(Protocol):
 
 
 class SupplierDirectory(Protocol):
-    async def get(self, supplier_id: str) -> SupplierPort: ...
+    async def get(self, supplier_id: str, order_id: str = "") -> SupplierPort:
+        """The port for an order's calls to a supplier (its replica, by the order's hash)."""
+        ...
 
 
 class UnknownSupplier(LookupError):
@@ -79,7 +83,7 @@ class _ActorPort:
 def supplier_actor_handle(config: SupplierActorConfig) -> Any:
     """Get the supplier's actor, creating it if this is the first caller anywhere."""
     return SupplierActor.options(  # type: ignore[attr-defined]
-        name=supplier_actor_name(config.instance, config.supplier_id),
+        name=supplier_actor_name(config.instance, config.supplier_id, config.replica),
         namespace=config.namespace,
         get_if_exists=True,
         lifetime="detached",
@@ -100,6 +104,7 @@ class RaySupplierDirectory:
         hosts: int,
         tick_seconds: float = 1.0,
         breaker: tuple[int, float] = (5, 5.0),
+        routing_ttl_s: float = 1.0,
     ) -> None:
         self._breaker = breaker
         self._catalog = catalog
@@ -109,14 +114,24 @@ class RaySupplierDirectory:
         self._instance = instance
         self._namespace = namespace
         self._max_concurrency = max_concurrency
-        self._ports: dict[str, _ActorPort] = {}
+        self._ports: dict[tuple[str, int], _ActorPort] = {}
+        # Replica counts are re-read after this long, so a scale change reaches every router
+        # within it (a retiring replica keeps serving at least twice as long).
+        self._routing_ttl_s = routing_ttl_s
+        self._suppliers: dict[str, tuple[float, Supplier]] = {}
 
-    async def get(self, supplier_id: str) -> SupplierPort:
-        port = self._ports.get(supplier_id)
-        if port is None:
+    async def get(self, supplier_id: str, order_id: str = "") -> SupplierPort:
+        now = time.monotonic()
+        known = self._suppliers.get(supplier_id)
+        if known is None or now - known[0] > self._routing_ttl_s:
             supplier = await self._catalog.get_supplier(supplier_id)
             if supplier is None:
                 raise UnknownSupplier(supplier_id)
+            known = self._suppliers[supplier_id] = (now, supplier)
+        supplier = known[1]
+        replica = stable_shard(order_id, max(1, supplier.replicas)) if order_id else 0
+        port = self._ports.get((supplier_id, replica))
+        if port is None:
             handle = supplier_actor_handle(
                 SupplierActorConfig(
                     supplier_id=supplier_id,
@@ -130,14 +145,17 @@ class RaySupplierDirectory:
                     tick_seconds=self._tick_seconds,
                     breaker_threshold=self._breaker[0],
                     breaker_cooldown_s=self._breaker[1],
+                    replica=replica,
                 )
             )
-            port = self._ports[supplier_id] = _ActorPort(handle)
+            port = self._ports[(supplier_id, replica)] = _ActorPort(handle)
         return port
 
     def forget(self, supplier_id: str) -> None:
-        """Drop a cached handle (after its actor died for good)."""
-        self._ports.pop(supplier_id, None)
+        """Drop cached handles and routing (after a scale change or an actor's exit)."""
+        self._suppliers.pop(supplier_id, None)
+        for key in [k for k in self._ports if k[0] == supplier_id]:
+            del self._ports[key]
 
 
 class LocalSupplierDirectory:
@@ -148,7 +166,7 @@ class LocalSupplierDirectory:
         self._max_concurrency = max_concurrency
         self._services: dict[str, SupplierService] = {}
 
-    async def get(self, supplier_id: str) -> SupplierPort:
+    async def get(self, supplier_id: str, order_id: str = "") -> SupplierPort:
         service = self._services.get(supplier_id)
         if service is None:
             supplier = await self._catalog.get_supplier(supplier_id)

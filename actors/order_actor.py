@@ -190,7 +190,7 @@ class OrderActor:
             raise
 
     async def _supplier(self, order: Order) -> SupplierPort:
-        return await self._suppliers.get(order.supplier_id)
+        return await self._suppliers.get(order.supplier_id, order.id)
 
     async def _start_negotiation(
         self, order: Order, supplier: SupplierPort, kind: str, now: datetime

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import ray
 
 from domain.circuit import CircuitBreaker
+from domain.ids import stable_shard
 from domain.negotiation import PollingPolicy, SupplierHealth, polling_policy
 from suppliers.gateway import (
     CallResult,
@@ -232,6 +233,7 @@ class SupplierActorConfig:
     breaker_threshold: int = 5
     breaker_cooldown_s: float = 5.0
     catalog_sync_seconds: float = 60.0
+    replica: int = 0  # this actor's index among the supplier's replicas
 
 
 @ray.remote(max_restarts=-1, max_task_retries=0)
@@ -256,19 +258,63 @@ class SupplierActor:
             breaker=CircuitBreaker(config.breaker_threshold, config.breaker_cooldown_s),
         )
         engine = make_engine(config.database_url, pool_size=4)
+        self._catalog = CatalogRepository(engine)
+        self._replicas = 1
         self._worker = SupplierWorker(
             self._service,
             WorkRepository(engine),
             RayOrderRouter(config.instance, config.namespace, config.hosts),
-            catalog=CatalogRepository(engine),
+            catalog=self._catalog,
+            owns=self._owns,
         )
+        self._tasks: list[asyncio.Task[None]] = []
+        self._retiring = False
+        self._start_loops()
+
+    def _owns(self, order_id: str) -> bool:
+        """With several replicas, each polls and releases for its share of the orders (the
+        same stable hash that routes the orders' calls to it)."""
+        return stable_shard(order_id, self._replicas) == self._config.replica
+
+    async def _refresh_replicas(self) -> None:
+        supplier = await self._catalog.get_supplier(self._config.supplier_id)
+        if supplier is not None:
+            self._replicas = max(1, supplier.replicas)
+
+    def _start_loops(self) -> None:
+        config = self._config
         loop = asyncio.get_running_loop()
-        self._tasks = [
-            loop.create_task(self._every(config.tick_seconds, self._worker.poll_negotiations)),
-            loop.create_task(self._every(config.tick_seconds, self._worker.drain_releases)),
-            loop.create_task(self._every(config.tick_seconds, self._worker.read_feeds)),
-            loop.create_task(self._every(config.catalog_sync_seconds, self._worker.sync_catalog)),
+        jobs: list[tuple[float, Callable[[], Awaitable[Any]]]] = [
+            (config.tick_seconds, self._refresh_replicas),
+            (config.tick_seconds, self._worker.poll_negotiations),
+            (config.tick_seconds, self._worker.drain_releases),
         ]
+        if config.replica == 0:  # one reader of the supplier's feeds and catalog
+            jobs += [
+                (config.tick_seconds, self._worker.read_feeds),
+                (config.catalog_sync_seconds, self._worker.sync_catalog),
+            ]
+        self._tasks = [loop.create_task(self._every(t, job)) for t, job in jobs]
+
+    async def retire(self, grace_s: float) -> str:
+        """Leave the supplier's replicas without losing a call: stop the background work,
+        keep answering calls while routers still send them (`grace_s`, past their routing
+        cache), wait for the calls in flight, then exit unless scaled back up meanwhile."""
+        if self._retiring:
+            return "retiring"
+        self._retiring = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.sleep(grace_s)
+        while self._service.stats().in_flight:
+            await asyncio.sleep(0.05)
+        await self._refresh_replicas()
+        if self._config.replica < self._replicas:
+            self._retiring = False
+            self._start_loops()
+            return "kept"
+        ray.actor.exit_actor()  # type: ignore[no-untyped-call]
+        return "exited"  # not reached
 
     async def _every(self, seconds: float, job: Callable[[], Awaitable[Any]]) -> None:
         while True:
@@ -338,5 +384,5 @@ class SupplierActor:
         return os.getpid()
 
 
-def supplier_actor_name(instance: str, supplier_id: str) -> str:
-    return f"{instance}:supplier:{supplier_id}"
+def supplier_actor_name(instance: str, supplier_id: str, replica: int = 0) -> str:
+    return f"{instance}:supplier:{supplier_id}:{replica}"

@@ -101,6 +101,12 @@ class CatalogRepository:
                 .values(config=config, updated_at=now)
             )
 
+    async def set_replicas(self, supplier_id: str, replicas: int) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(suppliers).where(suppliers.c.id == supplier_id).values(replicas=replicas)
+            )
+
     async def list_suppliers(self) -> list[Supplier]:
         async with self._engine.connect() as conn:
             rows = (await conn.execute(select(suppliers).order_by(suppliers.c.id))).all()

@@ -239,6 +239,26 @@ async def sync_supplier(supplier_id: str, request: Request, _caller: AdminCaller
     return {"supplier_id": supplier_id, "rows_changed": changed}
 
 
+class ReplicasBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    replicas: int = Field(ge=1, le=32)
+
+
+@router.put("/suppliers/{supplier_id}/replicas")
+async def set_replicas(supplier_id: str, request: Request, _caller: AdminCaller) -> JSONResponse:
+    from showdist.platform import scale_supplier
+
+    state = state_of(request)
+    try:
+        body = ReplicasBody.model_validate_json(await request.body())
+    except ValidationError as exc:
+        return error_response(422, "invalid_request", describe_validation(exc))
+    result = await scale_supplier(state.settings, state.catalog, supplier_id, body.replicas)
+    if result is None:
+        raise ApiError(404, "not_found", "no such supplier")
+    return JSONResponse(result)
+
+
 # -- distributors, keys, grants -------------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ from ray import serve
 from actors.directory import supplier_actor_handle
 from actors.order_actor import HostConfig, start_order_hosts
 from actors.settlement_actor import settlement_actor_handle
-from actors.supplier_actor import SupplierActorConfig
+from actors.supplier_actor import SupplierActorConfig, supplier_actor_name
 from persistence.catalog import CatalogRepository, Supplier
 from persistence.db import make_engine
 from persistence.migrate import upgrade
@@ -54,7 +54,9 @@ def host_config(settings: Settings) -> HostConfig:
     )
 
 
-def supplier_config(settings: Settings, supplier: Supplier) -> SupplierActorConfig:
+def supplier_config(
+    settings: Settings, supplier: Supplier, replica: int = 0
+) -> SupplierActorConfig:
     return SupplierActorConfig(
         supplier_id=supplier.id,
         gateway=supplier.gateway,
@@ -68,6 +70,7 @@ def supplier_config(settings: Settings, supplier: Supplier) -> SupplierActorConf
         breaker_threshold=settings.breaker_failures,
         breaker_cooldown_s=settings.breaker_cooldown_seconds,
         catalog_sync_seconds=settings.catalog_sync_seconds,
+        replica=replica,
     )
 
 
@@ -82,9 +85,45 @@ def ensure_supplier_actors(settings: Settings) -> list[Any]:
         finally:
             await engine.dispose()
 
-    handles = [supplier_actor_handle(supplier_config(settings, s)) for s in asyncio.run(load())]
+    handles = [
+        supplier_actor_handle(supplier_config(settings, s, r))
+        for s in asyncio.run(load())
+        for r in range(max(1, s.replicas))
+    ]
     ray.get([h.ping.remote() for h in handles])
     return handles
+
+
+async def scale_supplier(
+    settings: Settings, catalog: CatalogRepository, supplier_id: str, replicas: int
+) -> dict[str, Any] | None:
+    """Change how many actors serve a supplier, while it serves. New replicas start first;
+    then the count changes (routers pick it up within their routing cache, 1 s); replicas
+    past the new count retire: they keep answering for twice that long, finish the calls in
+    flight and exit. Negotiations live in the database and move to their new owner."""
+    supplier = await catalog.get_supplier(supplier_id)
+    if supplier is None:
+        return None
+    before = max(1, supplier.replicas)
+    for r in range(replicas):
+        handle = supplier_actor_handle(supplier_config(settings, supplier, r))
+        await handle.ping.remote()
+    await catalog.set_replicas(supplier_id, replicas)
+    retiring = []
+    for r in range(replicas, before):
+        name = supplier_actor_name(settings.instance, supplier_id, r)
+        try:
+            retiring_handle: Any = ray.get_actor(name, namespace=settings.ray_namespace)
+        except ValueError:
+            continue
+        retiring_handle.retire.remote(2.5)
+        retiring.append(r)
+    return {
+        "supplier_id": supplier_id,
+        "replicas": replicas,
+        "before": before,
+        "retiring": retiring,
+    }
 
 
 def ensure_ray(settings: Settings, *, num_cpus: int | None = None) -> None:

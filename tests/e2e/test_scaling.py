@@ -1,0 +1,108 @@
+"""Ops scale a supplier's actors up and down while orders flow: no call or negotiation is
+lost, orders route to replicas consistently, and retired replicas go away."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import ray
+
+from actors.supplier_actor import supplier_actor_name
+from showdist.client import AsyncSignedClient
+from tests.support.waiting import eventually
+from tests.support.world import World
+
+
+def _alive(platform: Any, supplier_id: str, replica: int) -> bool:
+    try:
+        ray.get_actor(
+            supplier_actor_name(platform.settings.instance, supplier_id, replica),
+            namespace=platform.settings.ray_namespace,
+        )
+    except ValueError:
+        return False
+    return True
+
+
+async def test_scaling_a_supplier_while_orders_flow(
+    world: World,
+    client_a: AsyncSignedClient,
+    admin_client: AsyncSignedClient,
+    sandbox_admin: Any,
+    platform: Any,
+) -> None:
+    # One order is negotiating (its issue's answer was lost) while the replicas change.
+    negotiating = (
+        await client_a.request("POST", "/v1/orders", world.order_body(f"S-{uuid.uuid4().hex[:8]}"))
+    ).json()
+    sandbox_admin.set_faults({"issue": {"lost_response_rate": 1.0}})
+    r = await client_a.request("POST", f"/v1/orders/{negotiating['id']}/issue")
+    assert r.status_code == 202
+    sandbox_admin.set_faults({})
+
+    results: list[tuple[str, int, int]] = []
+
+    async def lifecycle(i: int) -> None:
+        r = await client_a.request(
+            "POST", "/v1/orders", world.order_body(f"S-{i}-{uuid.uuid4().hex[:6]}", quantity=1)
+        )
+        if r.status_code != 201:
+            results.append(("", r.status_code, 0))
+            return
+        issued = await client_a.request("POST", f"/v1/orders/{r.json()['id']}/issue")
+        results.append((r.json()["id"], 201, issued.status_code))
+
+    async def stream() -> None:
+        sem = asyncio.Semaphore(6)
+
+        async def bounded(i: int) -> None:
+            async with sem:
+                await lifecycle(i)
+
+        await asyncio.gather(*(bounded(i) for i in range(150)))
+
+    async def scale(n: int) -> dict[str, Any]:
+        resp = await admin_client.request(
+            "PUT", f"/admin/v1/suppliers/{world.supplier_id}/replicas", {"replicas": n}
+        )
+        assert resp.status_code == 200, resp.text
+        body: dict[str, Any] = resp.json()
+        return body
+
+    async def ops() -> None:
+        await asyncio.sleep(0.5)
+        assert (await scale(3))["before"] == 1
+        await asyncio.sleep(1.5)
+        assert (await scale(1))["retiring"] == [1, 2]
+        await asyncio.sleep(1.0)
+        await scale(2)
+
+    await asyncio.gather(stream(), ops())
+    assert len(results) == 150
+    assert {(c, i) for _, c, i in results} == {(201, 200)}, results
+
+    calls = sandbox_admin.order_calls()
+    for order_id, _, _ in results:
+        assert calls[order_id]["issue"] == 1
+        assert calls[order_id]["lock"] == 1
+    fixed = await eventually(
+        lambda: client_a.request("GET", f"/v1/orders/{negotiating['id']}"),
+        lambda resp: resp.json()["status"] == "FIXED",
+        timeout=30,
+    )
+    assert len(fixed.json()["tickets"]) == 2
+    assert calls[negotiating["id"]]["issue"] == 1
+
+    # Replicas 0 and 1 serve; replica 2 retired and is gone.
+    await eventually(
+        lambda: asyncio.sleep(0, _alive(platform, world.supplier_id, 2)),
+        lambda a: not a,
+        timeout=15,
+    )
+    assert _alive(platform, world.supplier_id, 0)
+    assert _alive(platform, world.supplier_id, 1)
+    detail = (await admin_client.request("GET", f"/admin/v1/suppliers/{world.supplier_id}")).json()
+    assert detail["replicas"] == 2
+    await scale(1)
