@@ -8,6 +8,7 @@ import base64
 import csv
 import io
 import json
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -28,6 +29,7 @@ from serve_app.errors import ApiError
 from serve_app.paging import parse_limit
 from serve_app.state import PlatformState
 
+log = logging.getLogger(__name__)
 AdminCaller = Annotated[Caller, Depends(admin)]
 router = APIRouter(prefix="/admin/v1/settlement")
 
@@ -58,6 +60,7 @@ async def _ask(state: PlatformState, method: str, *args: Any) -> Any:
                 ) from exc
             if isinstance(cause, BadPeriod):
                 raise ApiError(422, "invalid_request", f"period: {cause}") from exc
+            log.exception("settlement actor call %s failed", method)
             raise ApiError(503, "settlement_unavailable", "please retry shortly") from exc
         except RayActorError as exc:
             # The actor died and is restarting (it rebuilds from the database): try again.
@@ -101,14 +104,25 @@ async def get_snapshot(period: str, request: Request, _caller: AdminCaller) -> d
     return snapshot
 
 
-@router.post("/periods/{period}/close")
+@router.post(
+    "/periods/{period}/close",
+    status_code=201,
+    responses={
+        200: {"description": "closed already: the stored statement, unchanged"},
+        409: {"description": "period_not_over: the period is today or later"},
+    },
+)
 async def close(period: str, request: Request, _caller: AdminCaller) -> JSONResponse:
     """201 with the new statement; 200 with the stored one if the period was closed already."""
     statement, created = await _ask(state_of(request), "close", _period(period))
     return JSONResponse(statement, status_code=201 if created else 200)
 
 
-@router.get("/periods/{period}/flows.csv")
+@router.get(
+    "/periods/{period}/flows.csv",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}, "description": "header row, one row a flow"}},
+)
 async def flows_csv(period: str, request: Request, _caller: AdminCaller) -> Response:
     state = state_of(request)
     key = _period(period)

@@ -280,21 +280,15 @@ def cmd_settlement_periods(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(lines, indent=2, ensure_ascii=False))
         return 0
-    rows = [
-        [
-            line["period"],
-            line["status"],
-            str(line["flows"]),
-            c["currency"],
-            _money(c["receivable_net"], c["currency"]),
-            _money(c["settlement_net"], c["currency"]),
-            _money(c["retained"], c["currency"]),
-            str(line["holds"]),
-        ]
-        for line in lines
-        for c in (line["currencies"] or [{"currency": "-"}])
-        if "receivable_net" in c
-    ]
+    rows = []
+    for line in lines:
+        head = [line["period"], line["status"], str(line["flows"])]
+        for c in line["currencies"]:
+            money = [_money(c[k], c["currency"]) for k in ("receivable_net", "settlement_net")]
+            money.append(_money(c["retained"], c["currency"]))
+            rows.append([*head, c["currency"], *money, str(line["holds"])])
+        if not line["currencies"]:
+            rows.append([*head, "-", "-", "-", "-", str(line["holds"])])
     headers = ["period", "status", "flows", "cur", "receivable net", "settlement net"]
     print(_table([*headers, "retained", "holds"], rows) if rows else "no periods yet")
     return 0
