@@ -534,6 +534,21 @@ class OrderHostCore:
         a.last_used = time.monotonic()
         return a
 
+    async def activate_many(self, order_ids: list[str]) -> int:
+        """Activate the orders among `order_ids` that this host owns, loaded in batches of
+        1,000 with their state cached; returns how many activations the host holds now.
+        An order already active keeps its activation (and whatever its mailbox is doing)."""
+        wanted = [i for i in dict.fromkeys(order_ids) if self.owns(i) and i not in self._actors]
+        for start in range(0, len(wanted), 1_000):
+            for order in await self._repo.get_many(wanted[start : start + 1_000]):
+                if order.id in self._actors:  # activated by a message meanwhile
+                    continue
+                a = OrderActor(order.id, self._repo, self._suppliers, self._clock, self._lock_ttl)
+                a._order = order
+                a.last_used = time.monotonic()
+                self._actors[order.id] = a
+        return len(self._actors)
+
     async def create(self, cmd: CreateOrder) -> OrderReply:
         return await self.actor(cmd.order_id).create(cmd)
 
@@ -689,6 +704,17 @@ class OrderHost:
 
     async def stats(self) -> dict[str, int]:
         return {"active_orders": self._core.active}
+
+    async def activate_many(self, order_ids: list[str]) -> int:
+        return await self._core.activate_many(order_ids)
+
+    async def rss_bytes(self) -> int:
+        """This host process's resident set size (VmRSS), in bytes."""
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024  # reported in kB
+        return 0
 
     async def ping(self) -> bool:
         return True

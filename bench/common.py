@@ -20,7 +20,7 @@ from showdist.client import Credentials, encode_body
 from showdist.platform import RunningPlatform, start_platform
 from showdist.settings import Settings
 from suppliers.sandbox.process import SandboxAdmin, SandboxProcess
-from tests.support.services import PostgresServer, free_port
+from tests.support.services import PostgresServer, RedisServer, free_port
 from tests.support.world import World, seed_world, world_catalog
 
 
@@ -83,28 +83,36 @@ class Stack:
 
 
 @contextmanager
-def stack(*, order_hosts: int = 2, serve_replicas: int = 1) -> Iterator[Stack]:
+def stack(
+    *,
+    order_hosts: int = 2,
+    serve_replicas: int = 1,
+    settings_overrides: dict[str, Any] | None = None,
+) -> Iterator[Stack]:
     import ray
 
     pg = PostgresServer.start()
+    redis = RedisServer.start()  # production-like: nonces, rate limits, stock cache in Redis
     sandbox = SandboxProcess.start()
     admin = SandboxAdmin(sandbox.url)
     admin.load_catalog(world_catalog())
     data_dir = Path(tempfile.mkdtemp(prefix="showdist-bench-"))
     try:
         ray.init(num_cpus=2, include_dashboard=False, namespace="bench", log_to_driver=False)
-        settings = Settings(
-            data_dir=data_dir,
-            database_url=pg.url,
-            http_port=free_port(),
-            instance="bench",
-            ray_namespace="bench",
-            order_hosts=order_hosts,
-            serve_replicas=serve_replicas,
-            db_pool_size=int(os.environ.get("SHOWDIST_DB_POOL_SIZE", "8")),
+        fields: dict[str, Any] = {
+            "data_dir": data_dir,
+            "database_url": pg.url,
+            "http_port": free_port(),
+            "instance": "bench",
+            "ray_namespace": "bench",
+            "order_hosts": order_hosts,
+            "serve_replicas": serve_replicas,
+            "db_pool_size": int(os.environ.get("SHOWDIST_DB_POOL_SIZE", "8")),
             # The benchmark drives one key hard: lift the per-key abuse limit.
-            rate_limit_per_s=1_000_000,
-        )
+            "rate_limit_per_s": 1_000_000,
+        }
+        fields.update(settings_overrides or {})  # a benchmark's own settings win
+        settings = Settings(**fields)
         platform = start_platform(settings)
         world = asyncio.run(seed_world(platform.settings, sandbox.url, platform.base_url))
         yield Stack(pg, sandbox, admin, platform, world)
@@ -115,6 +123,7 @@ def stack(*, order_hosts: int = 2, serve_replicas: int = 1) -> Iterator[Stack]:
             serve.shutdown()  # type: ignore[no-untyped-call]
             ray.shutdown()
         sandbox.stop()
+        redis.stop()
         pg.stop()
 
 

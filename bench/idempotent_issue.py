@@ -51,8 +51,9 @@ async def main_async(s: Stack, requests: int, rounds: int) -> None:
             t, calls, codes = await stampede(s, client, requests)
             print(t.line())
             print(
-                f"  round {k + 1}: supplier issue calls = {calls} (target 1); statuses {sorted(codes)}; "
-                f"p99 ratio to a lone issue = {t.pct(0.99) / lone.pct(0.99):.2f} (target <= 2.0)"
+                f"  round {k + 1}: supplier issue calls = {calls} (target 1); "
+                f"statuses {sorted(codes)}; p99 ratio to a lone issue = "
+                f"{t.pct(0.99) / lone.pct(0.99):.2f} (target <= 2.0)"
             )
     finally:
         await client.aclose()

@@ -32,7 +32,9 @@ def make_engine(url: str, *, pool_size: int = 8) -> AsyncEngine:
         return engine
     kwargs: dict[str, Any] = {
         "pool_size": pool_size,
-        "max_overflow": pool_size,
+        # Overflow connections are closed after each use: a burst past the pool would pay a
+        # new connection per query, so the pool itself carries the load.
+        "max_overflow": max(2, pool_size // 4),
         "pool_pre_ping": True,
     }
     return create_async_engine(url, **kwargs)

@@ -114,6 +114,42 @@ class OrderRepository:
             ).all()
         return _to_order(row._mapping, hist, tix)
 
+    async def get_many(self, order_ids: Sequence[str]) -> list[Order]:
+        """Load a batch of orders whole in three queries; ids not found are left out, and the
+        result follows the order of `order_ids`."""
+        ids = list(dict.fromkeys(order_ids))
+        if not ids:
+            return []
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(select(orders).where(orders.c.id.in_(ids)))).all()
+            hist_rows = (
+                await conn.execute(
+                    select(
+                        order_history.c.order_id,
+                        order_history.c.status,
+                        order_history.c.at,
+                        order_history.c.reason,
+                    )
+                    .where(order_history.c.order_id.in_(ids))
+                    .order_by(order_history.c.order_id, order_history.c.seq)
+                )
+            ).all()
+            tix_rows = (
+                await conn.execute(
+                    select(tickets.c.order_id, tickets.c.code, tickets.c.seat)
+                    .where(tickets.c.order_id.in_(ids))
+                    .order_by(tickets.c.order_id, tickets.c.code)
+                )
+            ).all()
+        hist: dict[str, list[Any]] = {}
+        for h in hist_rows:
+            hist.setdefault(h.order_id, []).append(h)
+        tix: dict[str, list[Any]] = {}
+        for t in tix_rows:
+            tix.setdefault(t.order_id, []).append(t)
+        by_id = {r.id: _to_order(r._mapping, hist.get(r.id, []), tix.get(r.id, [])) for r in rows}
+        return [by_id[i] for i in ids if i in by_id]
+
     async def insert_new(self, order: Order) -> bool:
         """Insert a NEW order with its first history row; False if the id already exists."""
         values = {

@@ -25,7 +25,7 @@ class Settings(BaseSettings):
         default=None,
         description="SQLAlchemy async URL; default sqlite+aiosqlite in the data folder",
     )
-    db_pool_size: int = 8
+    db_pool_size: int = 16
     redis_url: str | None = None
     redis_timeout_seconds: float = Field(
         default=2.0, description="a Redis call slower than this counts as Redis being down"
