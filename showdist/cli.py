@@ -140,6 +140,28 @@ def cmd_call(args: argparse.Namespace) -> int:
     return 0 if resp.status_code < 400 else 1
 
 
+def cmd_supplier_scale(args: argparse.Namespace) -> int:
+    """Change how many actors serve a supplier, through the admin API (admin key from
+    --key-id/--secret or SHOWDIST_ADMIN_KEY_ID/SHOWDIST_ADMIN_SECRET)."""
+    from showdist.client import Credentials, SignedClient
+
+    key_id = args.key_id or os.environ.get("SHOWDIST_ADMIN_KEY_ID")
+    secret = args.secret or os.environ.get("SHOWDIST_ADMIN_SECRET")
+    if not key_id or not secret:
+        raise SystemExit("an admin key is needed: `showdist admin create-key` prints one")
+    url = args.url or os.environ.get("SHOWDIST_URL") or "http://127.0.0.1:8000"
+    client = SignedClient(url, Credentials(key_id, secret=secret))
+    try:
+        resp = client.request(
+            "PUT", f"/admin/v1/suppliers/{args.supplier_id}/replicas", {"replicas": args.replicas}
+        )
+    finally:
+        client.close()
+    print(f"HTTP {resp.status_code}", file=sys.stderr)
+    print(json.dumps(resp.json(), indent=2, ensure_ascii=False))
+    return 0 if resp.status_code < 400 else 1
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from suppliers.sandbox.__main__ import main as sandbox_main
 
@@ -392,6 +414,16 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--key-id")
     call.add_argument("--secret")
     call.set_defaults(func=cmd_call)
+
+    sup = sub.add_parser("supplier", help="operate suppliers")
+    sup_sub = sup.add_subparsers(dest="supplier_command", required=True)
+    scale = sup_sub.add_parser("scale", help="set the number of actors serving a supplier")
+    scale.add_argument("supplier_id")
+    scale.add_argument("replicas", type=int)
+    scale.add_argument("--url", help="API base URL (default $SHOWDIST_URL or :8000)")
+    scale.add_argument("--key-id", help="admin key id (default $SHOWDIST_ADMIN_KEY_ID)")
+    scale.add_argument("--secret", help="admin secret (default $SHOWDIST_ADMIN_SECRET)")
+    scale.set_defaults(func=cmd_supplier_scale)
 
     sb = sub.add_parser("sandbox", help="run the sandbox supplier in the foreground")
     sb.add_argument("--port", type=int, default=8101)

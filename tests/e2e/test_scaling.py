@@ -4,6 +4,10 @@ lost, orders route to replicas consistently, and retired replicas go away."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import uuid
 from typing import Any
 
@@ -105,4 +109,21 @@ async def test_scaling_a_supplier_while_orders_flow(
     assert _alive(platform, world.supplier_id, 1)
     detail = (await admin_client.request("GET", f"/admin/v1/suppliers/{world.supplier_id}")).json()
     assert detail["replicas"] == 2
-    await scale(1)
+
+    # The operator's command does the same.
+    assert world.admin.secret is not None
+    done = subprocess.run(
+        [sys.executable, "-m", "showdist.cli", "supplier", "scale", world.supplier_id, "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={
+            **os.environ,
+            "SHOWDIST_URL": world.base_url,
+            "SHOWDIST_ADMIN_KEY_ID": world.admin.key_id,
+            "SHOWDIST_ADMIN_SECRET": world.admin.secret,
+        },
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["replicas"] == 1
