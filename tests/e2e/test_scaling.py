@@ -112,7 +112,8 @@ async def test_scaling_a_supplier_while_orders_flow(
 
     # The operator's command does the same.
     assert world.admin.secret is not None
-    done = subprocess.run(
+    done = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "showdist.cli", "supplier", "scale", world.supplier_id, "1"],
         capture_output=True,
         text=True,
