@@ -264,6 +264,7 @@ class CatalogRepository:
         for row in show_rows:
             row["updated_at"] = max(row["updated_at"], latest.get(row["id"], row["updated_at"]))
             row["session_ids"] = frozenset(session_ids.get(row["id"], ()))
+        show_rows.sort(key=lambda r: (r["updated_at"], r["id"]))
         return show_rows
 
     @staticmethod
