@@ -46,7 +46,9 @@ async def booked_period(conn: AsyncConnection, basis: date) -> str:
 async def write_flows(
     conn: AsyncConnection, new_flows: list[Flow], *, tz: tzinfo, now: datetime
 ) -> None:
-    for f in new_flows:
+    # Period rows are locked in day order, so two saves that open two new days cannot lock
+    # them in opposite orders and deadlock.
+    for f in sorted(new_flows, key=lambda fl: fl.basis_time):
         basis = period_of(f.basis_time, tz)
         await conn.execute(
             insert_ignore(conn, flows).values(
