@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -190,30 +190,39 @@ class SupplierWorker:
         return sum(done)
 
     async def read_feeds(self) -> int:
+        """Apply the supplier's own refunds and delivery updates, in order; the cursor only
+        passes events that were applied, so an event that could not be is read again."""
         refund_seq, delivery_seq = await self._work.feed_cursor(self.supplier_id)
-        handled = 0
         refunds = await self._service.supplier_refunds(refund_seq)
-        if refunds.outcome is Outcome.DONE and refunds.value:
-            last = refund_seq
-            for ev in refunds.value:
-                try:
-                    await self._router.supplier_refunded(ev.order_id, ev.refunded_at)
-                except Exception as exc:
-                    log.warning("supplier refund of %s not applied yet: %r", ev.order_id, exc)
-                    break
-                last = ev.seq
-                handled += 1
+        last, handled = await self._apply_events(
+            refunds,
+            refund_seq,
+            lambda ev: self._router.supplier_refunded(ev.order_id, ev.refunded_at),
+        )
+        if last != refund_seq:
             await self._work.advance_feed(self.supplier_id, refund_seq=last)
         deliveries = await self._service.delivery_updates(delivery_seq)
-        if deliveries.outcome is Outcome.DONE and deliveries.value:
-            last = delivery_seq
-            for d in deliveries.value:
-                try:
-                    await self._router.delivery_update(d.order_id, d.status)
-                except Exception as exc:
-                    log.warning("delivery update of %s not applied yet: %r", d.order_id, exc)
-                    break
-                last = d.seq
-                handled += 1
+        last, more = await self._apply_events(
+            deliveries,
+            delivery_seq,
+            lambda ev: self._router.delivery_update(ev.order_id, ev.status),
+        )
+        if last != delivery_seq:
             await self._work.advance_feed(self.supplier_id, delivery_seq=last)
-        return handled
+        return handled + more
+
+    @staticmethod
+    async def _apply_events(
+        feed: CallResult[Any], since: int, apply: Callable[[Any], Awaitable[str]]
+    ) -> tuple[int, int]:
+        last, handled = since, 0
+        if feed.outcome is not Outcome.DONE or not feed.value:
+            return last, handled
+        for ev in feed.value:
+            try:
+                await apply(ev)
+            except Exception as exc:  # its order's host is restarting: read it again later
+                log.warning("feed event for %s not applied yet: %r", ev.order_id, exc)
+                break
+            last, handled = ev.seq, handled + 1
+        return last, handled
