@@ -182,7 +182,9 @@ class SupplierService:
         return len(outcomes), done, unknown, sorted(self._latencies)
 
     def polling_policy(self) -> PollingPolicy:
-        n, done, unknown, lat = self._health()
+        return self._policy(*self._health())
+
+    def _policy(self, n: int, done: int, unknown: int, lat: list[float]) -> PollingPolicy:
         health = SupplierHealth(
             success_rate=done / n if n else 1.0,
             unknown_rate=unknown / n if n else 0.0,
@@ -197,7 +199,7 @@ class SupplierService:
 
     def stats(self) -> SupplierStats:
         n, done, unknown, lat = self._health()
-        policy = self.polling_policy()
+        policy = self._policy(n, done, unknown, lat)
         return SupplierStats(
             calls=n,
             done=done,

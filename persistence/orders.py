@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from domain.flows import FlowKind, flows_for
 from domain.order import DeliveryMethod, HistoryEntry, IssuedTicket, Order
 from domain.status import DeliveryStatus, OrderStatus
-from persistence.ledger import write_flows
+from persistence.ledger import insert_ignore, write_flows
 from persistence.tables import (
     negotiations,
     order_history,
@@ -279,40 +279,27 @@ class OrderRepository:
                 .values(status="resolved", resolution=resolution, resolved_at=now)
             )
         if fx.schedule_release:
-            exists = (
-                await conn.execute(
-                    select(releases.c.order_id).where(releases.c.order_id == order.id)
+            # A second release of the same order is the same work: the key makes it a no-op.
+            await conn.execute(
+                insert_ignore(conn, releases).values(
+                    order_id=order.id,
+                    supplier_id=order.supplier_id,
+                    status="pending",
+                    attempts=0,
+                    next_attempt_at=now,
+                    created_at=now,
                 )
-            ).first()
-            if exists is None:
-                await conn.execute(
-                    insert(releases).values(
-                        order_id=order.id,
-                        supplier_id=order.supplier_id,
-                        status="pending",
-                        attempts=0,
-                        next_attempt_at=now,
-                        created_at=now,
-                    )
-                )
+            )
         if fx.supplier_refund is not None:
-            exists = (
-                await conn.execute(
-                    select(supplier_refunds.c.order_id).where(
-                        supplier_refunds.c.order_id == order.id
-                    )
+            await conn.execute(
+                insert_ignore(conn, supplier_refunds).values(
+                    order_id=order.id,
+                    supplier_id=order.supplier_id,
+                    refunded_at=fx.supplier_refund.refunded_at,
+                    initiated_by=fx.supplier_refund.initiated_by,
+                    recorded_at=now,
                 )
-            ).first()
-            if exists is None:
-                await conn.execute(
-                    insert(supplier_refunds).values(
-                        order_id=order.id,
-                        supplier_id=order.supplier_id,
-                        refunded_at=fx.supplier_refund.refunded_at,
-                        initiated_by=fx.supplier_refund.initiated_by,
-                        recorded_at=now,
-                    )
-                )
+            )
         if order.callback_url:
             bodies = [
                 callback_body(order, "order.status_changed", e.status.value, e.at)
@@ -371,18 +358,7 @@ class OrderRepository:
             q = q.where(orders.c.status == status)
         if updated_since:
             q = q.where(orders.c.updated_at >= updated_since)
-        if after:
-            q = q.where(
-                or_(
-                    orders.c.updated_at > after[0],
-                    and_(orders.c.updated_at == after[0], orders.c.id > after[1]),
-                )
-            )
-        q = q.order_by(orders.c.updated_at, orders.c.id).limit(limit)
-        async with self._engine.connect() as conn:
-            ids = [r[0] for r in (await conn.execute(q)).all()]
-        found = [await self.get(i) for i in ids]
-        return [o for o in found if o is not None]
+        return await self._page(q, after, limit)
 
     async def list_admin(
         self,
@@ -404,6 +380,10 @@ class OrderRepository:
                 continue
             ids = select(negotiations.c.order_id).where(negotiations.c.status == neg_status)
             q = q.where(orders.c.id.in_(ids) if wanted else orders.c.id.not_in(ids))
+        return await self._page(q, after, limit)
+
+    async def _page(self, q: Any, after: tuple[datetime, str] | None, limit: int) -> list[Order]:
+        """A keyset page over (updated_at, id) of the ids `q` selects, loaded in one batch."""
         if after:
             q = q.where(
                 or_(
@@ -413,9 +393,8 @@ class OrderRepository:
             )
         q = q.order_by(orders.c.updated_at, orders.c.id).limit(limit)
         async with self._engine.connect() as conn:
-            ids_found = [r[0] for r in (await conn.execute(q)).all()]
-        found = [await self.get(i) for i in ids_found]
-        return [o for o in found if o is not None]
+            ids = [r[0] for r in (await conn.execute(q)).all()]
+        return await self.get_many(ids)
 
     async def needing_attention(
         self, now: datetime, *, new_before: datetime, limit: int = 1000

@@ -7,14 +7,14 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from domain.grants import GrantScope
 from domain.order import IssuedTicket
 from domain.status import OrderStatus
-from serve_app.app import admin, ask_host, reply_response, state_of
+from serve_app.app import admin, ask_host, read_body, reply_response, state_of
 from serve_app.auth import Caller
-from serve_app.errors import ApiError, describe_validation, error_response
+from serve_app.errors import ApiError, error_response
 from serve_app.paging import decode_cursor, encode_cursor, parse_limit
 from serve_app.views import order_view, ts
 
@@ -117,10 +117,7 @@ class ResolveBody(BaseModel):
 async def resolve_order(order_id: str, request: Request, _caller: AdminCaller) -> JSONResponse:
     """Decide a flagged negotiation by hand."""
     state = state_of(request)
-    try:
-        body = ResolveBody.model_validate_json(await request.body())
-    except ValidationError as exc:
-        return error_response(422, "invalid_request", describe_validation(exc))
+    body = await read_body(request, ResolveBody)
     tickets = tuple(
         IssuedTicket(str(t.get("code") or ""), t.get("seat")) for t in body.tickets if t.get("code")
     )
@@ -169,10 +166,7 @@ class PollingBody(BaseModel):
 async def set_polling(supplier_id: str, request: Request, _caller: AdminCaller) -> JSONResponse:
     """Override the adaptive poll interval and give-up time (null restores adaptive)."""
     state = state_of(request)
-    try:
-        body = PollingBody.model_validate_json(await request.body())
-    except ValidationError as exc:
-        return error_response(422, "invalid_request", describe_validation(exc))
+    body = await read_body(request, PollingBody)
     if not await state.work.set_polling_overrides(supplier_id, body.interval_ms, body.give_up_ms):
         raise ApiError(404, "not_found", "no such supplier")
     return JSONResponse({"interval_ms": body.interval_ms, "give_up_ms": body.give_up_ms})
@@ -203,11 +197,9 @@ async def create_supplier(request: Request, _caller: AdminCaller) -> JSONRespons
     from suppliers.registry import build_gateway
 
     state = state_of(request)
+    body = await read_body(request, SupplierBody)
     try:
-        body = SupplierBody.model_validate_json(await request.body())
         build_gateway(body.gateway, body.config)  # refuses unknown kinds and bad configs
-    except ValidationError as exc:
-        return error_response(422, "invalid_request", describe_validation(exc))
     except (ValueError, KeyError, TypeError) as exc:
         return error_response(422, "invalid_request", f"gateway/config: {exc}")
     supplier = await state.catalog.create_supplier(
@@ -249,10 +241,7 @@ async def set_replicas(supplier_id: str, request: Request, _caller: AdminCaller)
     from showdist.platform import scale_supplier
 
     state = state_of(request)
-    try:
-        body = ReplicasBody.model_validate_json(await request.body())
-    except ValidationError as exc:
-        return error_response(422, "invalid_request", describe_validation(exc))
+    body = await read_body(request, ReplicasBody)
     result = await scale_supplier(state.settings, state.catalog, supplier_id, body.replicas)
     if result is None:
         raise ApiError(404, "not_found", "no such supplier")
@@ -321,10 +310,7 @@ def _aware(name: str, value: datetime | None) -> datetime | None:
 @router.post("/distributors", status_code=201)
 async def create_distributor(request: Request, _caller: AdminCaller) -> JSONResponse:
     state = state_of(request)
-    try:
-        body = DistributorBody.model_validate_json(await request.body())
-    except ValidationError as exc:
-        return error_response(422, "invalid_request", describe_validation(exc))
+    body = await read_body(request, DistributorBody)
     d = await state.accounts.create_distributor(body.name, state.now())
     if body.rate_limit_per_s is not None:
         await state.accounts.set_rate_limit(d.id, body.rate_limit_per_s, state.now())
@@ -343,10 +329,7 @@ async def patch_distributor(
     distributor_id: str, request: Request, _caller: AdminCaller
 ) -> JSONResponse:
     state = state_of(request)
-    try:
-        body = DistributorPatch.model_validate_json(await request.body())
-    except ValidationError as exc:
-        return error_response(422, "invalid_request", describe_validation(exc))
+    body = await read_body(request, DistributorPatch)
     if not await state.accounts.set_rate_limit(distributor_id, body.rate_limit_per_s, state.now()):
         raise ApiError(404, "not_found", "no such distributor")
     return JSONResponse(await _distributor_view(state, distributor_id))
@@ -376,10 +359,7 @@ async def create_key(distributor_id: str, request: Request, _caller: AdminCaller
     from persistence.accounts import DISTRIBUTOR
 
     state = state_of(request)
-    try:
-        body = KeyBody.model_validate_json(await request.body())
-    except ValidationError as exc:
-        return error_response(422, "invalid_request", describe_validation(exc))
+    body = await read_body(request, KeyBody)
     expires_at = _aware("expires_at", body.expires_at)
     if await state.accounts.get_distributor(distributor_id) is None:
         raise ApiError(404, "not_found", "no such distributor")
@@ -429,10 +409,7 @@ def _grant_view(g: Any, tz: Any) -> dict[str, Any]:
 @router.post("/distributors/{distributor_id}/grants", status_code=201)
 async def create_grant(distributor_id: str, request: Request, _caller: AdminCaller) -> JSONResponse:
     state = state_of(request)
-    try:
-        body = GrantBody.model_validate_json(await request.body())
-    except ValidationError as exc:
-        return error_response(422, "invalid_request", describe_validation(exc))
+    body = await read_body(request, GrantBody)
     if (body.scope is GrantScope.ALL) != (body.value is None):
         return error_response(
             422, "invalid_request", "value: required for every scope but all, and only then"

@@ -3,11 +3,11 @@ order's actor, render the reply."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from ray.exceptions import RayActorError, RayTaskError
 
 from actors.order_actor import CreateOrder, OrderReply
@@ -17,7 +17,7 @@ from domain.order import DeliveryMethod, request_fingerprint
 from domain.signing import SignatureError
 from domain.status import OrderStatus
 from serve_app.auth import Caller, RateLimited
-from serve_app.errors import ApiError, describe_validation, error_response, install_error_handlers
+from serve_app.errors import ApiError, describe_validation, install_error_handlers
 from serve_app.paging import decode_cursor, encode_cursor, parse_limit, parse_time
 from serve_app.schemas import CreateOrderBody, RefundBody
 from serve_app.state import PlatformState
@@ -38,6 +38,21 @@ def install_platform(state: PlatformState) -> None:
     """Give this process's app its state. (Serve's ingress serves a copy of `app`, so the
     state lives here rather than on `app.state`.)"""
     _platform[:] = [state]
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def read_body(request: Request, model: type[M]) -> M:
+    """The request's JSON body as `model`; a malformed one is 422 `invalid_request` naming the
+    field. An empty body means the model's defaults."""
+    raw = await request.body()
+    try:
+        return model.model_validate_json(raw) if raw.strip() else model.model_validate({})
+    except ValidationError as exc:
+        raise ApiError(422, "invalid_request", describe_validation(exc)) from exc
+    except ValueError as exc:
+        raise ApiError(422, "invalid_request", f"body: {exc}") from exc
 
 
 def state_of(_request: Request) -> PlatformState:
@@ -133,12 +148,7 @@ v1 = APIRouter(prefix="/v1")
 async def create_order(request: Request, caller: DistributorCaller) -> JSONResponse:
     state = state_of(request)
     assert caller.distributor_id is not None
-    try:
-        body = CreateOrderBody.model_validate_json(await request.body())
-    except ValidationError as exc:
-        return error_response(422, "invalid_request", describe_validation(exc))
-    except ValueError as exc:
-        return error_response(422, "invalid_request", f"body: {exc}")
+    body = await read_body(request, CreateOrderBody)
     tier = await state.catalog.tier_for_sale(body.session_id, body.tier_id)
     if tier is None:
         raise ApiError(404, "not_found", "no such session and tier")
@@ -221,11 +231,7 @@ async def cancel_order(order_id: str, request: Request, caller: DistributorCalle
 @v1.post("/orders/{order_id}/refund")
 async def refund_order(order_id: str, request: Request, caller: DistributorCaller) -> JSONResponse:
     state = state_of(request)
-    raw = await request.body()
-    try:
-        body = RefundBody.model_validate_json(raw) if raw.strip() else RefundBody()
-    except ValidationError as exc:
-        return error_response(422, "invalid_request", describe_validation(exc))
+    body = await read_body(request, RefundBody)
     reply = await ask_host(state, order_id, "refund", order_id, caller.distributor_id, body.reason)
     return reply_response(reply, state)
 

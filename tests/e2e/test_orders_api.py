@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 import uuid
 from typing import Any
@@ -240,11 +241,14 @@ async def test_a_wrong_key_is_refused(world: World) -> None:
 
 
 async def test_a_stale_timestamp_is_refused(world: World) -> None:
-    now = int(time.time())
+    now = time.time()
     for skew in (-301, 301, -3600):
-        r = await _raw(world, world.a.creds, "GET", "/v1/orders/ord_x", timestamp=now + skew)
+        # Whole seconds on the wire: round away from now, so the server's sub-second lead
+        # cannot pull a refused case back inside the window.
+        sent = (math.ceil(now) if skew > 0 else math.floor(now)) + skew
+        r = await _raw(world, world.a.creds, "GET", "/v1/orders/ord_x", timestamp=sent)
         assert (r.status_code, r.json()["error"]["code"]) == (401, "timestamp_out_of_window")
-    r = await _raw(world, world.a.creds, "GET", "/v1/orders/ord_x", timestamp=now - 290)
+    r = await _raw(world, world.a.creds, "GET", "/v1/orders/ord_x", timestamp=int(now) - 290)
     assert r.status_code == 404  # inside the window: signed fine, the order does not exist
 
 
