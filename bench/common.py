@@ -102,6 +102,7 @@ def stack(
         fields: dict[str, Any] = {
             "data_dir": data_dir,
             "database_url": pg.url,
+            "redis_url": redis.url,
             "http_port": free_port(),
             "instance": "bench",
             "ray_namespace": "bench",

@@ -57,15 +57,18 @@ from persistence.nonces import NonceStoreUnavailable
 
 __all__ = [
     "CachedStock",
+    "GateUnavailable",
     "LocalRateLimiter",
     "LocalStockCache",
     "RateDecision",
     "RateLimiter",
     "RateLimiterUnavailable",
+    "RedisGate",
     "RedisNonceStore",
     "RedisRateLimiter",
     "RedisStockCache",
     "StockCache",
+    "Verdict",
     "redis_client",
 ]
 
@@ -115,20 +118,13 @@ def redis_client(
 class RedisNonceStore:
     """Nonces in Redis, one key each, expired by Redis (``now`` is not needed for that)."""
 
-    def __init__(self, client: redis.asyncio.Redis) -> None:
-        self._client = client
+    def __init__(self, client: redis.asyncio.Redis, *, gate: RedisGate | None = None) -> None:
+        self._gate = gate or RedisGate(client)
 
     async def claim(self, key_id: str, nonce: str, *, now: datetime, ttl: timedelta) -> bool:
         """Record the nonce; False when this key used it before (within its retention)."""
-        if ":" in nonce:
-            # The last colon separates key id and nonce; a colon in the nonce could collide.
-            raise ValueError("a nonce cannot contain ':'")
-        seconds = max(1, math.ceil(ttl.total_seconds()))
-        try:
-            created = await self._client.set(f"nonce:{key_id}:{nonce}", 1, nx=True, ex=seconds)
-        except _REDIS_FAILURES as exc:
-            raise NonceStoreUnavailable(f"redis: {exc}") from exc
-        return created is True
+        verdict = await self._gate.admit(key_id, nonce, 0, now=now.timestamp(), nonce_ttl=ttl)
+        return verdict.nonce_fresh
 
 
 # ----------------------------------------------------------------------------- rate limits
@@ -163,50 +159,170 @@ def _retry_after(wait_us: int) -> int:
     return max(1, -(-wait_us // _MICROS))
 
 
-_SLIDING_WINDOW_LUA: Final = """
--- KEYS[1]: the sorted set of allowed instants (integer microseconds)
--- ARGV[1]: now; ARGV[2]: now - window (both decimal strings); ARGV[3]: limit;
--- ARGV[4]: window in microseconds; ARGV[5]: key expiry in milliseconds
-local key = KEYS[1]
-local limit = tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[2])
-local count = redis.call('ZCARD', key)
-if count < limit then
-  -- Instants that share a score are always forgotten together, so their count numbers the
-  -- next one uniquely.
-  local same = redis.call('ZCOUNT', key, ARGV[1], ARGV[1])
-  redis.call('ZADD', key, ARGV[1], ARGV[1] .. ':' .. same)
-  redis.call('PEXPIRE', key, ARGV[5])
-  return {1, 0}
+_GATE_LUA: Final = """
+-- A batch of checks, each a sliding-window rate hit and then a nonce claim, in order.
+-- KEYS, in pairs per check: the rate key (a sorted set of allowed instants, integer
+--   microseconds) and the nonce key; '' for either means "no such check".
+-- ARGV[1]: the window in microseconds; ARGV[2]: the rate key's expiry in milliseconds;
+-- then four per check: now and now - window (decimal strings, compared, never printed),
+--   the limit, the nonce's expiry in seconds.
+-- Returns two numbers per check: 1 admitted / 0 rate-limited / 2 nonce already used; and the
+-- seconds to wait when rate-limited.
+local window = tonumber(ARGV[1])
+local out = {}
+for i = 0, #KEYS / 2 - 1 do
+  local rkey, nkey = KEYS[2 * i + 1], KEYS[2 * i + 2]
+  local now, since = ARGV[3 + 4 * i], ARGV[4 + 4 * i]
+  local limit = tonumber(ARGV[5 + 4 * i])
+  local code, wait = 1, 0
+  if rkey ~= '' then
+    redis.call('ZREMRANGEBYSCORE', rkey, '-inf', since)
+    local count = redis.call('ZCARD', rkey)
+    if count < limit then
+      -- Instants that share a score are always forgotten together, so their count numbers
+      -- the next one uniquely.
+      local same = redis.call('ZCOUNT', rkey, now, now)
+      redis.call('ZADD', rkey, now, now .. ':' .. same)
+      redis.call('PEXPIRE', rkey, ARGV[2])
+    else
+      -- Refused: wait until the instant at (count - limit) leaves the window.
+      local entry = redis.call('ZRANGE', rkey, count - limit, count - limit, 'WITHSCORES')
+      wait = math.ceil((tonumber(entry[2]) + window - tonumber(now)) / 1000000)
+      if wait < 1 then
+        wait = 1
+      end
+      code = 0
+    end
+  end
+  -- A refused hit spends no nonce, so the client may send the same request again.
+  if code == 1 and nkey ~= '' then
+    if not redis.call('SET', nkey, '1', 'NX', 'EX', ARGV[6 + 4 * i]) then
+      code = 2
+    end
+  end
+  out[2 * i + 1] = code
+  out[2 * i + 2] = wait
 end
--- Refused: wait until the instant at (count - limit) leaves the window, then one more fits.
-local entry = redis.call('ZRANGE', key, count - limit, count - limit, 'WITHSCORES')
-local wait_us = tonumber(entry[2]) + tonumber(ARGV[4]) - tonumber(ARGV[1])
-local seconds = math.ceil(wait_us / 1000000)
-if seconds < 1 then
-  seconds = 1
-end
-return {0, seconds}
+return out
 """
 
 
-class RedisRateLimiter:
-    """The sliding-window log of the module docstring, atomically in one Lua script."""
+class GateUnavailable(NonceStoreUnavailable, RateLimiterUnavailable):
+    """Redis could not be asked; nothing may be admitted (fail closed). Reported as the nonce
+    store being unavailable: the nonce is the check a request can never skip."""
 
-    def __init__(self, client: redis.asyncio.Redis, *, prefix: str = "rate:") -> None:
-        self._prefix = prefix
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    allowed: bool  # within the rate limit (always True when no limit was asked)
+    retry_after_s: int  # >= 1 when refused, 0 when allowed
+    nonce_fresh: bool  # the nonce was claimed now (False when refused or already used)
+
+
+@dataclass(frozen=True, slots=True)
+class _Check:
+    rate_key: str
+    nonce_key: str
+    args: tuple[str, str, str, str]
+    reply: asyncio.Future[Verdict]
+
+
+class RedisGate:
+    """Rate limit and nonce of a signed request in one Redis round trip, and the checks of
+    concurrent requests in one script call.
+
+    Each check waits in a queue; one sender at a time takes everything queued (up to
+    ``max_batch``) and runs it as one EVALSHA, so under load a request costs a share of a round
+    trip instead of two round trips, and an idle gate adds no delay. The script runs the checks
+    in queue order, atomically, exactly as if each had been a script of its own.
+    """
+
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        *,
+        rate_prefix: str = "rate:",
+        nonce_prefix: str = "nonce:",
+        max_batch: int = 128,
+    ) -> None:
+        self._rate_prefix = rate_prefix
+        self._nonce_prefix = nonce_prefix
+        self._max_batch = max_batch
         # register_script sends EVALSHA and falls back to EVAL when Redis lost the script.
-        self._script = client.register_script(_SLIDING_WINDOW_LUA)
+        self._script = client.register_script(_GATE_LUA)
+        self._queue: list[_Check] = []
+        self._sender: asyncio.Task[None] | None = None
+
+    async def admit(
+        self,
+        key: str,
+        nonce: str | None,
+        limit_per_s: int,
+        *,
+        now: float,
+        nonce_ttl: timedelta = timedelta(seconds=1),
+    ) -> Verdict:
+        """Count a hit on ``key`` against ``limit_per_s`` (0: no limit), then, if allowed,
+        claim ``nonce`` for ``key`` (None: no nonce)."""
+        if nonce is not None and ":" in nonce:
+            # The last colon separates key id and nonce; a colon in the nonce could collide.
+            raise ValueError("a nonce cannot contain ':'")
+        now_us = _micros(now)
+        ttl_s = max(1, math.ceil(nonce_ttl.total_seconds()))
+        loop = asyncio.get_running_loop()
+        check = _Check(
+            self._rate_prefix + key if limit_per_s > 0 else "",
+            f"{self._nonce_prefix}{key}:{nonce}" if nonce is not None else "",
+            (str(now_us), str(now_us - WINDOW_US), str(limit_per_s), str(ttl_s)),
+            loop.create_future(),
+        )
+        self._queue.append(check)
+        if self._sender is None or self._sender.done():
+            self._sender = loop.create_task(self._send())
+        return await check.reply
+
+    async def _send(self) -> None:
+        while self._queue:
+            batch = self._queue[: self._max_batch]
+            del self._queue[: self._max_batch]
+            keys: list[str] = []
+            args: list[str] = [str(WINDOW_US), str(2 * WINDOW_US // 1000)]
+            for check in batch:
+                keys += (check.rate_key, check.nonce_key)
+                args += check.args
+            try:
+                reply: Any = await self._script(keys=keys, args=args)
+            except _REDIS_FAILURES as exc:
+                for check in batch:
+                    if not check.reply.done():
+                        check.reply.set_exception(GateUnavailable(f"redis: {exc}"))
+                continue
+            except BaseException as exc:  # cancelled: nobody may wait forever
+                for check in batch + self._queue:
+                    if not check.reply.done():
+                        check.reply.set_exception(GateUnavailable(f"redis: {exc!r}"))
+                self._queue.clear()
+                raise
+            for i, check in enumerate(batch):
+                code, wait = int(reply[2 * i]), int(reply[2 * i + 1])
+                if not check.reply.done():  # the caller may have been cancelled meanwhile
+                    check.reply.set_result(
+                        Verdict(code != 0, wait, code == 1 and check.nonce_key != "")
+                    )
+
+
+class RedisRateLimiter:
+    """The sliding-window log of the module docstring, atomically in Redis (see RedisGate)."""
+
+    def __init__(
+        self, client: redis.asyncio.Redis, *, prefix: str = "rate:", gate: RedisGate | None = None
+    ) -> None:
+        self._gate = gate or RedisGate(client, rate_prefix=prefix)
 
     async def hit(self, key: str, limit_per_s: int, *, now: float) -> RateDecision:
         _check_limit(limit_per_s)
-        now_us = _micros(now)
-        args = [now_us, now_us - WINDOW_US, limit_per_s, WINDOW_US, 2 * WINDOW_US // 1000]
-        try:
-            reply: Any = await self._script(keys=[self._prefix + key], args=[str(a) for a in args])
-        except _REDIS_FAILURES as exc:
-            raise RateLimiterUnavailable(f"redis: {exc}") from exc
-        return RateDecision(allowed=int(reply[0]) == 1, retry_after_s=int(reply[1]))
+        verdict = await self._gate.admit(key, None, limit_per_s, now=now)
+        return RateDecision(allowed=verdict.allowed, retry_after_s=verdict.retry_after_s)
 
 
 class LocalRateLimiter:

@@ -17,11 +17,42 @@ from domain.signing import (
 )
 from persistence.accounts import AccountRepository, KeyRecord
 from persistence.nonces import NonceStoreUnavailable
-from persistence.redis_store import RateLimiter, RateLimiterUnavailable
+from persistence.redis_store import RateLimiter, RateLimiterUnavailable, Verdict
 
 
 class NonceStore(Protocol):
     async def claim(self, key_id: str, nonce: str, *, now: datetime, ttl: timedelta) -> bool: ...
+
+
+class Admission(Protocol):
+    async def admit(
+        self, key: str, nonce: str | None, limit_per_s: int, *, now: float, nonce_ttl: timedelta
+    ) -> Verdict:
+        """Count a hit on ``key`` against ``limit_per_s``, then, if allowed, claim ``nonce``.
+        Raises RateLimiterUnavailable / NonceStoreUnavailable when it cannot tell."""
+        ...
+
+
+class SeparateAdmission:
+    """A rate limiter and a nonce store asked one after the other (the embedded default;
+    with Redis, ``RedisGate`` does both in one round trip)."""
+
+    def __init__(self, limiter: RateLimiter, nonces: NonceStore) -> None:
+        self._limiter = limiter
+        self._nonces = nonces
+
+    async def admit(
+        self, key: str, nonce: str | None, limit_per_s: int, *, now: float, nonce_ttl: timedelta
+    ) -> Verdict:
+        decision = await self._limiter.hit(key, limit_per_s, now=now)
+        if not decision.allowed:
+            return Verdict(False, decision.retry_after_s, False)
+        if nonce is None:
+            return Verdict(True, 0, False)
+        fresh = await self._nonces.claim(
+            key, nonce, now=datetime.fromtimestamp(now, UTC), ttl=nonce_ttl
+        )
+        return Verdict(True, 0, fresh)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,16 +72,14 @@ class RequestVerifier:
     def __init__(
         self,
         accounts: AccountRepository,
-        nonces: NonceStore,
-        limiter: RateLimiter,
+        admission: Admission,
         *,
         window_seconds: int,
         default_rate_limit: int,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._accounts = accounts
-        self._nonces = nonces
-        self._limiter = limiter
+        self._admission = admission
         self._window = window_seconds
         self._default_rate = default_rate_limit
         self._clock = clock
@@ -83,30 +112,27 @@ class RequestVerifier:
         if not verify_signature(key.key_type, key.material, message, signed.signature):
             raise SignatureError("signature_invalid", "the signature does not verify")
         # Limits count authenticated requests only, so nobody can spend another key's budget;
-        # a refused request spends no nonce, so the client may send it again as it is.
+        # a refused request spends no nonce, so the client may send it again as it is. Only
+        # with a valid signature is the nonce spent: nobody can burn a client's nonces.
         try:
-            decision = await self._limiter.hit(
-                key.id, key.rate_limit_per_s or self._default_rate, now=now
-            )
-        except RateLimiterUnavailable as exc:
-            raise SignatureError(
-                "rate_limiter_unavailable", "cannot check rate limits right now", status=503
-            ) from exc
-        if not decision.allowed:
-            raise RateLimited(decision.retry_after_s)
-        # Only now, with a valid signature, is the nonce spent: nobody can burn a client's nonces.
-        try:
-            fresh = await self._nonces.claim(
+            verdict = await self._admission.admit(
                 key.id,
                 signed.nonce,
-                now=datetime.fromtimestamp(now, UTC),
-                ttl=timedelta(seconds=2 * self._window),
+                key.rate_limit_per_s or self._default_rate,
+                now=now,
+                nonce_ttl=timedelta(seconds=2 * self._window),
             )
         except NonceStoreUnavailable as exc:
             raise SignatureError(
                 "nonce_store_unavailable", "cannot check nonces right now", status=503
             ) from exc
-        if not fresh:
+        except RateLimiterUnavailable as exc:
+            raise SignatureError(
+                "rate_limiter_unavailable", "cannot check rate limits right now", status=503
+            ) from exc
+        if not verdict.allowed:
+            raise RateLimited(verdict.retry_after_s)
+        if not verdict.nonce_fresh:
             raise SignatureError("nonce_replayed", "this nonce was already used")
         return Caller(key.id, key.owner_kind, key.distributor_id)
 

@@ -9,6 +9,7 @@ distributor, changing a grant) clears its caches at once; other API replicas see
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -23,24 +24,62 @@ V = TypeVar("V")
 
 
 class TtlCache(Generic[K, V]):
+    """Values kept for ``ttl_s``. Concurrent misses of one key share a single load, so a
+    burst arriving just after expiry asks the database once, not once per request."""
+
     def __init__(self, ttl_s: float, max_entries: int = 100_000) -> None:
         self._ttl = ttl_s
         self._max = max_entries
         self._data: dict[K, tuple[float, V]] = {}
+        self._loading: dict[K, asyncio.Future[V]] = {}
+        self._generation = 0
 
     async def get(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
-        now = time.monotonic()
-        hit = self._data.get(key)
-        if hit is not None and now - hit[0] < self._ttl:
-            return hit[1]
-        value = await load()
-        if len(self._data) >= self._max:
-            self._data.clear()
-        self._data[key] = (now, value)
+        while True:
+            hit = self._data.get(key)
+            if hit is not None and time.monotonic() - hit[0] < self._ttl:
+                return hit[1]
+            pending = self._loading.get(key)
+            if pending is None:
+                return await self._load(key, load)
+            try:
+                return await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # this caller was cancelled
+                # The caller that was loading was cancelled: load again.
+
+    async def _load(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
+        pending: asyncio.Future[V] = asyncio.get_running_loop().create_future()
+        self._loading[key] = pending
+        generation = self._generation
+        started = time.monotonic()  # a value is as old as the question that fetched it
+        try:
+            value = await load()
+        except asyncio.CancelledError:
+            pending.cancel()
+            raise
+        except Exception as exc:
+            pending.set_exception(exc)
+            pending.exception()  # mark it retrieved: there may be no other waiter
+            raise
+        finally:
+            if self._loading.get(key) is pending:
+                del self._loading[key]
+        pending.set_result(value)
+        if generation == self._generation:  # not cleared while it was being read
+            if len(self._data) >= self._max:
+                self._data.clear()
+            self._data[key] = (started, value)
         return value
 
     def clear(self) -> None:
+        """Forget everything, including loads still running (their answers may predate a
+        change the caller just made)."""
+        self._generation += 1
         self._data.clear()
+        self._loading.clear()
 
 
 class CachingAccountRepository(AccountRepository):

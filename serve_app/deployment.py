@@ -14,8 +14,9 @@ from serve_app.app import app, install_platform
 from serve_app.state import PlatformState
 from showdist.settings import Settings
 
-app.include_router(_admin_routes.router)
+# Routes are matched in the order they are included: the distributors' hot paths first, ops last.
 app.include_router(_catalog_routes.router)
+app.include_router(_admin_routes.router)
 app.include_router(_settlement_routes.router)
 
 

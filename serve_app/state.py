@@ -18,16 +18,14 @@ from persistence.orders import OrderRepository
 from persistence.redis_store import (
     LocalRateLimiter,
     LocalStockCache,
-    RateLimiter,
-    RedisNonceStore,
-    RedisRateLimiter,
+    RedisGate,
     RedisStockCache,
     StockCache,
     redis_client,
 )
 from persistence.secretbox import SecretBox
 from persistence.work import WorkRepository
-from serve_app.auth import NonceStore, RequestVerifier
+from serve_app.auth import Admission, RequestVerifier, SeparateAdmission
 from serve_app.caches import CachingAccountRepository, CachingCatalogRepository
 from showdist.settings import Settings
 
@@ -51,20 +49,16 @@ class PlatformState:
             else None
         )
         # Redis where it belongs (nonces, rate limits, hot stock); embedded fallbacks without it.
-        nonces: NonceStore
-        limiter: RateLimiter
+        admission: Admission
         if self.redis is not None:
-            nonces = RedisNonceStore(self.redis)
-            limiter = RedisRateLimiter(self.redis)
+            admission = RedisGate(self.redis)
             self.stock_cache: StockCache = RedisStockCache(self.redis)
         else:
-            nonces = DbNonceStore(self.engine)
-            limiter = LocalRateLimiter()
+            admission = SeparateAdmission(LocalRateLimiter(), DbNonceStore(self.engine))
             self.stock_cache = LocalStockCache()
         self.verifier = RequestVerifier(
             self.accounts,
-            nonces,
-            limiter,
+            admission,
             window_seconds=settings.signature_window_seconds,
             default_rate_limit=settings.rate_limit_per_s,
         )

@@ -20,15 +20,18 @@ import redis.asyncio
 from persistence.nonces import NonceStoreUnavailable
 from persistence.redis_store import (
     CachedStock,
+    GateUnavailable,
     LocalRateLimiter,
     LocalStockCache,
     RateDecision,
     RateLimiter,
     RateLimiterUnavailable,
+    RedisGate,
     RedisNonceStore,
     RedisRateLimiter,
     RedisStockCache,
     StockCache,
+    Verdict,
     redis_client,
 )
 from tests.support.services import RedisServer
@@ -309,6 +312,87 @@ async def test_local_limiter_is_bounded() -> None:
         await limiter.hit(f"k{i}", 5, now=T0)
         assert len(limiter) <= 3
     assert await hits(limiter, "k9", 1, [T0]) == [False]  # the recent keys are kept
+
+
+# ----------------------------------------------------------------------------- the gate
+# What a signed request asks: a rate hit and then a nonce claim, in one round trip.
+
+
+@pytest.fixture
+def gate(client: redis.asyncio.Redis) -> RedisGate:
+    return RedisGate(client, rate_prefix=unique("rate") + ":", nonce_prefix=unique("n") + ":")
+
+
+async def test_gate_admits_then_refuses_a_replayed_nonce(gate: RedisGate) -> None:
+    n = nonce()
+    assert await gate.admit("k", n, 5, now=T0, nonce_ttl=TTL) == Verdict(True, 0, True)
+    assert await gate.admit("k", n, 5, now=T0 + 0.1, nonce_ttl=TTL) == Verdict(True, 0, False)
+    assert await gate.admit("other", n, 5, now=T0 + 0.1, nonce_ttl=TTL) == Verdict(True, 0, True)
+
+
+async def test_gate_rate_refusal_spends_no_nonce(gate: RedisGate) -> None:
+    assert (await gate.admit("k", nonce(), 1, now=T0, nonce_ttl=TTL)).nonce_fresh
+    n = nonce()
+    assert await gate.admit("k", n, 1, now=T0 + 0.5, nonce_ttl=TTL) == Verdict(False, 1, False)
+    # The same request, sent again once the window has moved on, is admitted.
+    assert await gate.admit("k", n, 1, now=T0 + 1.0, nonce_ttl=TTL) == Verdict(True, 0, True)
+
+
+async def test_gate_batches_concurrent_checks_and_answers_as_if_one_by_one(
+    client: redis.asyncio.Redis,
+) -> None:
+    """400 concurrent checks (repeated nonces, two keys at a limit of 150) reach Redis in far
+    fewer script calls than checks, and each gets the answer a one-at-a-time run would give."""
+    rng = random.Random(7)
+    checks = [(rng.choice("ab"), f"n{rng.randrange(300)}") for _ in range(400)]
+    prefix = unique("g")
+
+    def fresh_gate(tag: str) -> RedisGate:
+        return RedisGate(client, rate_prefix=f"{prefix}{tag}r:", nonce_prefix=f"{prefix}{tag}n:")
+
+    one_by_one = fresh_gate("s")
+    expected = [await one_by_one.admit(k, n, 150, now=T0, nonce_ttl=TTL) for k, n in checks]
+    calls_before = await script_calls(client)
+    batched = fresh_gate("c")
+    got = await asyncio.gather(
+        *(batched.admit(k, n, 150, now=T0, nonce_ttl=TTL) for k, n in checks)
+    )
+    calls = await script_calls(client) - calls_before
+    assert list(got) == expected
+    assert {v.allowed for v in got} == {True, False}
+    assert {v.nonce_fresh for v in got} == {True, False}
+    assert calls <= 10, calls  # 400 checks, in batches of up to 128
+
+
+async def script_calls(client: redis.asyncio.Redis) -> int:
+    stats = await client.info("commandstats")
+    return sum(int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in ("evalsha", "eval"))
+
+
+async def test_gate_fails_closed_while_redis_down(
+    redis_server: RedisServer, gate: RedisGate
+) -> None:
+    assert (await gate.admit("k", nonce(), 5, now=time.time(), nonce_ttl=TTL)).nonce_fresh
+    with redis_server.down():
+        outcomes = await asyncio.gather(
+            *(gate.admit("k", nonce(), 5, now=time.time(), nonce_ttl=TTL) for _ in range(20)),
+            return_exceptions=True,
+        )
+        assert all(isinstance(o, GateUnavailable) for o in outcomes), outcomes
+        assert all(isinstance(o, NonceStoreUnavailable) for o in outcomes)
+    assert (await gate.admit("k", nonce(), 5, now=time.time(), nonce_ttl=TTL)).nonce_fresh
+
+
+async def test_gate_survives_a_cancelled_caller(gate: RedisGate) -> None:
+    waiting = [
+        asyncio.ensure_future(gate.admit("k", nonce(), 100, now=T0, nonce_ttl=TTL))
+        for _ in range(10)
+    ]
+    waiting[3].cancel()
+    done = await asyncio.gather(*waiting, return_exceptions=True)
+    assert isinstance(done[3], asyncio.CancelledError)
+    assert sum(isinstance(d, Verdict) and d.nonce_fresh for d in done) == 9
+    assert (await gate.admit("k", nonce(), 100, now=T0, nonce_ttl=TTL)).nonce_fresh
 
 
 # ----------------------------------------------------------------------------- hot stock

@@ -1,0 +1,96 @@
+"""The API's short caches: one load per key however many requests miss at once."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from serve_app.caches import TtlCache
+
+
+class Source:
+    """A slow data source that counts the questions it was asked."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+        self.value = "v1"
+        self.release = asyncio.Event()
+        self.fail: Exception | None = None
+
+    async def load(self) -> str:
+        self.asked += 1
+        answer = self.value
+        await self.release.wait()
+        if self.fail is not None:
+            raise self.fail
+        return answer
+
+
+async def test_concurrent_misses_share_one_load() -> None:
+    cache: TtlCache[str, str] = TtlCache(60)
+    src = Source()
+    readers = [asyncio.ensure_future(cache.get("k", src.load)) for _ in range(50)]
+    await asyncio.sleep(0)
+    src.release.set()
+    assert await asyncio.gather(*readers) == ["v1"] * 50
+    assert src.asked == 1
+    assert await cache.get("k", src.load) == "v1"
+    assert src.asked == 1
+
+
+async def test_expired_value_is_loaded_again() -> None:
+    cache: TtlCache[str, str] = TtlCache(0.05)
+    src = Source()
+    src.release.set()
+    assert await cache.get("k", src.load) == "v1"
+    src.value = "v2"
+    await asyncio.sleep(0.06)
+    assert await cache.get("k", src.load) == "v2"
+    assert src.asked == 2
+
+
+async def test_a_failed_load_reaches_every_waiter_and_is_not_kept() -> None:
+    cache: TtlCache[str, str] = TtlCache(60)
+    src = Source()
+    src.fail = RuntimeError("database down")
+    readers = [asyncio.ensure_future(cache.get("k", src.load)) for _ in range(5)]
+    await asyncio.sleep(0)
+    src.release.set()
+    outcomes = await asyncio.gather(*readers, return_exceptions=True)
+    assert all(isinstance(o, RuntimeError) for o in outcomes)
+    assert src.asked == 1
+    src.fail = None
+    assert await cache.get("k", src.load) == "v1"
+    assert src.asked == 2
+
+
+async def test_clear_during_a_load_keeps_its_stale_answer_out() -> None:
+    cache: TtlCache[str, str] = TtlCache(60)
+    src = Source()
+    before = asyncio.ensure_future(cache.get("k", src.load))
+    await asyncio.sleep(0)
+    cache.clear()  # e.g. a key was revoked while its record was being read
+    src.value = "v2"
+    after = asyncio.ensure_future(cache.get("k", src.load))  # must not join the old load
+    await asyncio.sleep(0)
+    src.release.set()
+    assert await before == "v1"
+    assert await after == "v2"
+    assert await cache.get("k", src.load) == "v2"
+    assert src.asked == 2
+
+
+async def test_waiters_load_again_when_the_loading_caller_is_cancelled() -> None:
+    cache: TtlCache[str, str] = TtlCache(60)
+    src = Source()
+    loader = asyncio.ensure_future(cache.get("k", src.load))
+    await asyncio.sleep(0)
+    waiter = asyncio.ensure_future(cache.get("k", src.load))
+    await asyncio.sleep(0)
+    loader.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await loader
+    src.release.set()
+    assert await waiter == "v1"
+    assert src.asked == 2
