@@ -6,7 +6,6 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from domain.grants import GrantScope
@@ -16,6 +15,7 @@ from serve_app.app import admin, ask_host, read_body, reply_response, state_of
 from serve_app.auth import Caller
 from serve_app.errors import ApiError, error_response
 from serve_app.paging import decode_cursor, encode_cursor, parse_limit
+from serve_app.responses import JSONResponse
 from serve_app.views import order_view, ts
 
 AdminCaller = Annotated[Caller, Depends(admin)]

@@ -11,6 +11,7 @@ from serve_app import admin as _admin_routes
 from serve_app import catalog as _catalog_routes
 from serve_app import settlement as _settlement_routes
 from serve_app.app import app, install_platform
+from serve_app.hot_paths import HotPaths
 from serve_app.state import PlatformState
 from showdist.settings import Settings
 
@@ -18,6 +19,7 @@ from showdist.settings import Settings
 app.include_router(_catalog_routes.router)
 app.include_router(_admin_routes.router)
 app.include_router(_settlement_routes.router)
+app.add_middleware(HotPaths)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256)

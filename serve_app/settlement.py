@@ -12,7 +12,7 @@ import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from ray.exceptions import RayActorError, RayTaskError
 
 from actors.settlement_actor import settlement_actor_handle
@@ -27,6 +27,7 @@ from serve_app.app import admin, state_of
 from serve_app.auth import Caller
 from serve_app.errors import ApiError
 from serve_app.paging import parse_limit
+from serve_app.responses import JSONResponse
 from serve_app.state import PlatformState
 
 log = logging.getLogger(__name__)
