@@ -8,7 +8,10 @@ import re
 from fastapi.routing import APIRoute
 
 from serve_app import hot_paths
-from serve_app.deployment import app
+from serve_app.app import app
+from serve_app.deployment import ApiIngress
+
+assert ApiIngress is not None  # importing the deployment includes every router
 
 HOT = {
     ("GET", "/healthz"),
@@ -27,7 +30,7 @@ def declared_routes() -> list[tuple[str, str]]:
         routes = [c.original_route for c in candidates()] if candidates is not None else [route]
         for r in routes:
             if isinstance(r, APIRoute):
-                found += [(m, r.path_format) for m in sorted(r.methods)]
+                found += [(m, r.path_format) for m in sorted(r.methods or ())]
     return found
 
 
