@@ -215,9 +215,10 @@ class OrderActor:
 
     async def create(self, cmd: CreateOrder) -> OrderReply:
         async with self.mailbox:
-            existing = await self._load()
-            if existing is not None:
-                return self._replay_create(existing, cmd)
+            # Only what this actor already holds is checked here: a create is nearly always
+            # new, so the database is asked by the insert itself (a duplicate id fails it).
+            if self._order is not None:
+                return self._replay_create(self._order, cmd)
             now = self._clock()
             order = Order(
                 id=cmd.order_id,

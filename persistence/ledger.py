@@ -10,9 +10,10 @@ that row, which waits for the writers in flight and makes later writers see `clo
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, tzinfo
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -20,24 +21,32 @@ from domain.flows import Flow, period_of
 from persistence.tables import flows, periods
 
 
-def insert_ignore(conn: AsyncConnection, table: Table) -> Any:
-    """INSERT … ON CONFLICT DO NOTHING in the connection's dialect."""
-    if conn.dialect.name == "postgresql":
+@cache
+def _insert_ignore(dialect: str, table: Table) -> Any:
+    if dialect == "postgresql":
         return postgresql.insert(table).on_conflict_do_nothing()
     return sqlite.insert(table).on_conflict_do_nothing()
 
 
+def insert_ignore(conn: AsyncConnection, table: Table) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING in the connection's dialect (built once per dialect
+    and table; give it the row as execute's parameters, or call .values())."""
+    return _insert_ignore(conn.dialect.name, table)
+
+
+_PERIOD_STATUS = select(periods.c.status).where(periods.c.period == bindparam("b_period"))
+_PERIOD_STATUS_LOCKED = _PERIOD_STATUS.with_for_update(read=True)
+
+
 async def booked_period(conn: AsyncConnection, basis: date) -> str:
+    q = _PERIOD_STATUS_LOCKED if conn.dialect.name == "postgresql" else _PERIOD_STATUS
     day = basis
     while True:
         key = day.isoformat()
-        q = select(periods.c.status).where(periods.c.period == key)
-        if conn.dialect.name == "postgresql":
-            q = q.with_for_update(read=True)
-        status = (await conn.execute(q)).scalar_one_or_none()
+        status = (await conn.execute(q, {"b_period": key})).scalar_one_or_none()
         if status is None:  # the period's first flow: make its row, then lock it
-            await conn.execute(insert_ignore(conn, periods).values(period=key, status="open"))
-            status = (await conn.execute(q)).scalar_one()
+            await conn.execute(insert_ignore(conn, periods), {"period": key, "status": "open"})
+            status = (await conn.execute(q, {"b_period": key})).scalar_one()
         if status == "open":
             return key
         day += timedelta(days=1)
@@ -51,18 +60,19 @@ async def write_flows(
     for f in sorted(new_flows, key=lambda fl: fl.basis_time):
         basis = period_of(f.basis_time, tz)
         await conn.execute(
-            insert_ignore(conn, flows).values(
-                order_id=f.order_id,
-                distributor_id=f.distributor_id,
-                supplier_id=f.supplier_id,
-                kind=f.kind.value,
-                sign=f.sign,
-                refund_no=f.refund_no,
-                amount=f.amount,
-                currency=f.currency,
-                basis_time=f.basis_time,
-                basis_period=basis.isoformat(),
-                booked_period=await booked_period(conn, basis),
-                created_at=now,
-            )
+            insert_ignore(conn, flows),
+            {
+                "order_id": f.order_id,
+                "distributor_id": f.distributor_id,
+                "supplier_id": f.supplier_id,
+                "kind": f.kind.value,
+                "sign": f.sign,
+                "refund_no": f.refund_no,
+                "amount": f.amount,
+                "currency": f.currency,
+                "basis_time": f.basis_time,
+                "basis_period": basis.isoformat(),
+                "booked_period": await booked_period(conn, basis),
+                "created_at": now,
+            },
         )

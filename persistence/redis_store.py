@@ -1,10 +1,18 @@
 """Redis-backed nonces, rate limits and hot stock, with in-process twins for the embedded default.
 
+The gate: one round trip per signed request, one script call per burst
+    ``RedisGate.admit`` counts a rate hit and, if it is allowed, claims the nonce, in one Lua
+    script; checks queued while a call is in flight go together in the next call (up to 128),
+    which Redis runs in queue order, atomically, as if each were its own script. A refused hit
+    spends no nonce. Every Redis error is raised as ``GateUnavailable`` (a
+    ``NonceStoreUnavailable`` and a ``RateLimiterUnavailable``): nothing is admitted unless
+    Redis said so (fail closed). The key layout assumes one Redis, not Redis Cluster (a batch's
+    keys would span slots).
+
 Nonces
     ``SET nonce:{key_id}:{nonce} 1 NX EX <ttl>``: the first claim of a nonce sets the key and
     wins; any later claim within the retention finds it and loses. Redis expires the key itself,
-    so nothing needs purging. Every Redis error is raised as ``NonceStoreUnavailable``: a claim
-    never answers True unless Redis said so (fail closed).
+    so nothing needs purging. ``RedisNonceStore`` is the gate asked for a nonce alone.
 
 Rate limits: a sliding-window log over the last second
     Each key keeps the instants of the hits it *allowed* during the trailing window
@@ -17,9 +25,10 @@ Rate limits: a sliding-window log over the last second
 
     Instants are integer microseconds of the caller's ``now`` (injected, like every clock here),
     so both implementations compare exact integers and answer the same for the same sequence.
-    ``RedisRateLimiter`` runs the algorithm as one Lua script over a sorted set
-    (``rate:{key}``; score and member carry the instant), so concurrent hits from any number of
-    processes are serialised by Redis; the key expires two windows after its last allowed hit.
+    ``RedisRateLimiter`` (the gate asked for a hit alone) runs the algorithm in Lua over a
+    sorted set (``rate:{key}``; score and member carry the instant), so concurrent hits from
+    any number of processes are serialised by Redis; the key expires two windows after its last
+    allowed hit.
     Absolute instants travel to the script as decimal strings and the script only compares
     them, never prints them, since Lua would format large numbers with 14 significant digits.
     ``LocalRateLimiter`` keeps the same log per key in a sorted list, per process; its memory is
