@@ -626,6 +626,7 @@ class OrderHost:
         from actors.callbacks import CallbackCourier
 
         self._config = config
+        self._issues_asked = 0  # issue messages received since start (see the API's coalescing)
         engine = make_engine(config.database_url, pool_size=config.db_pool_size)
         directory = RaySupplierDirectory(
             CatalogRepository(engine),
@@ -672,6 +673,7 @@ class OrderHost:
         return await self._core.create(cmd)
 
     async def issue(self, order_id: str, distributor_id: str) -> OrderReply:
+        self._issues_asked += 1
         return await self._core.issue(order_id, distributor_id)
 
     async def get(self, order_id: str, distributor_id: str | None) -> OrderReply:
@@ -704,7 +706,7 @@ class OrderHost:
         return await self._courier.deliver_due()
 
     async def stats(self) -> dict[str, int]:
-        return {"active_orders": self._core.active}
+        return {"active_orders": self._core.active, "issues_asked": self._issues_asked}
 
     async def activate_many(self, order_ids: list[str]) -> int:
         return await self._core.activate_many(order_ids)

@@ -126,6 +126,17 @@ async def ask_host(state: PlatformState, order_id: str, method: str, *args: Any)
     return reply
 
 
+async def ask_host_once(
+    state: PlatformState, order_id: str, method: str, caller: Caller
+) -> OrderReply:
+    """get / issue / cancel of one order by one distributor: identical requests in flight at
+    once share one trip to the order's host (their replies are a function of its state)."""
+    return await state.in_flight.run(
+        (method, order_id, caller.distributor_id),
+        lambda: ask_host(state, order_id, method, order_id, caller.distributor_id),
+    )
+
+
 # -- unsigned ----------------------------------------------------------------------------
 public = APIRouter()
 
@@ -214,22 +225,19 @@ async def list_orders(
 @v1.get("/orders/{order_id}")
 async def get_order(order_id: str, request: Request, caller: DistributorCaller) -> JSONResponse:
     state = state_of(request)
-    reply = await ask_host(state, order_id, "get", order_id, caller.distributor_id)
-    return reply_response(reply, state)
+    return reply_response(await ask_host_once(state, order_id, "get", caller), state)
 
 
 @v1.post("/orders/{order_id}/issue")
 async def issue_order(order_id: str, request: Request, caller: DistributorCaller) -> JSONResponse:
     state = state_of(request)
-    reply = await ask_host(state, order_id, "issue", order_id, caller.distributor_id)
-    return reply_response(reply, state)
+    return reply_response(await ask_host_once(state, order_id, "issue", caller), state)
 
 
 @v1.post("/orders/{order_id}/cancel")
 async def cancel_order(order_id: str, request: Request, caller: DistributorCaller) -> JSONResponse:
     state = state_of(request)
-    reply = await ask_host(state, order_id, "cancel", order_id, caller.distributor_id)
-    return reply_response(reply, state)
+    return reply_response(await ask_host_once(state, order_id, "cancel", caller), state)
 
 
 @v1.post("/orders/{order_id}/refund")

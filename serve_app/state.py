@@ -10,7 +10,7 @@ import ray
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from actors.directory import supplier_actor_handle
-from actors.order_actor import host_index, host_name
+from actors.order_actor import OrderReply, host_index, host_name
 from domain.signing import ed25519_public_key_b64
 from persistence.db import make_engine
 from persistence.nonces import DbNonceStore
@@ -27,6 +27,7 @@ from persistence.secretbox import SecretBox
 from persistence.work import WorkRepository
 from serve_app.auth import Admission, RequestVerifier, SeparateAdmission
 from serve_app.caches import CachingAccountRepository, CachingCatalogRepository
+from serve_app.coalesce import Coalescer
 from showdist.settings import Settings
 
 
@@ -67,6 +68,8 @@ class PlatformState:
             Ed25519PrivateKey.from_private_bytes(seed)
         )
         self._hosts: list[Any] | None = None
+        # Order calls in flight, by (method, order id, distributor id): see serve_app.coalesce.
+        self.in_flight: Coalescer[tuple[str, str, str | None], OrderReply] = Coalescer()
 
     def now(self) -> datetime:
         return datetime.now(UTC)

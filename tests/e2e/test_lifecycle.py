@@ -9,7 +9,9 @@ import uuid
 from typing import Any
 
 import httpx
+import ray
 
+from actors.order_actor import host_name
 from showdist.client import AsyncSignedClient
 from tests.support.waiting import eventually
 from tests.support.world import World
@@ -105,10 +107,11 @@ async def test_an_expired_lock_is_canceled_by_the_timer_and_the_seats_return(
 
 
 async def test_200_concurrent_issues_make_one_supplier_issue(
-    world: World, client_a: AsyncSignedClient, sandbox_admin: Any
+    world: World, client_a: AsyncSignedClient, sandbox_admin: Any, platform: Any
 ) -> None:
     order = await locked_order(world, client_a)
     before = sandbox_admin.counters()
+    asked_before = await issues_asked_of_hosts(platform.settings)
     replies = await asyncio.gather(
         *(client_a.request("POST", f"/v1/orders/{order['id']}/issue") for _ in range(200))
     )
@@ -116,6 +119,18 @@ async def test_200_concurrent_issues_make_one_supplier_issue(
     assert after["issue"] - before["issue"] == 1
     assert {r.status_code for r in replies} == {200}
     assert len({str(r.json()["tickets"]) for r in replies}) == 1
+    # Requests in flight at once shared their trips to the order's host.
+    asked = await issues_asked_of_hosts(platform.settings) - asked_before
+    assert 1 <= asked < 200, asked
+
+
+async def issues_asked_of_hosts(settings: Any) -> int:
+    hosts = [
+        ray.get_actor(host_name(settings.instance, i), namespace=settings.ray_namespace)
+        for i in range(settings.order_hosts)
+    ]
+    stats: list[dict[str, int]] = await asyncio.gather(*(h.stats.remote() for h in hosts))
+    return sum(int(s["issues_asked"]) for s in stats)
 
 
 async def test_50_concurrent_identical_creates_make_one_order_and_one_lock(

@@ -1,0 +1,42 @@
+"""Identical calls in flight at once share one call.
+
+A retry storm (a distributor's client timing out and resending the same issue a thousand
+times) would otherwise cost a thousand trips to the order's host, each answered the same,
+because an order's reply to issue / cancel / get is a function of its state. A request that
+joins a call already in flight gets that call's reply: a state the order was in while the
+request was being served, which is what it would have been told had it waited its turn in
+the order's mailbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class Coalescer(Generic[K, V]):
+    def __init__(self) -> None:
+        self._running: dict[K, asyncio.Task[V]] = {}
+
+    def __len__(self) -> int:
+        """Calls in flight now."""
+        return len(self._running)
+
+    async def run(self, key: K, call: Callable[[], Awaitable[V]]) -> V:
+        task = self._running.get(key)
+        if task is None:
+            task = asyncio.ensure_future(call())
+            self._running[key] = task
+            task.add_done_callback(lambda done: self._finished(key, done))
+        # A caller that gives up (its client went away) leaves the call running for the rest.
+        return await asyncio.shield(task)
+
+    def _finished(self, key: K, done: asyncio.Task[V]) -> None:
+        if self._running.get(key) is done:
+            del self._running[key]
+        if not done.cancelled():
+            done.exception()  # retrieved, even when every caller had gone
