@@ -35,6 +35,10 @@ def make_engine(url: str, *, pool_size: int = 8) -> AsyncEngine:
         # Overflow connections are closed after each use: a burst past the pool would pay a
         # new connection per query, so the pool itself carries the load.
         "max_overflow": max(2, pool_size // 4),
-        "pool_pre_ping": True,
+        # No ping before each use: it was a round trip per transaction (five per order).
+        # A connection the server dropped fails its next use once; SQLAlchemy then discards
+        # every pooled connection older than the failure, and the caller's retry gets a new
+        # one (an order move answers 503 and is safe to ask again).
+        "pool_pre_ping": False,
     }
     return create_async_engine(url, **kwargs)

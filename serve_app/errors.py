@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serve_app.responses import JSONResponse
@@ -57,5 +58,17 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(req: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", req.method, req.url.path)
-        return error_response(500, "internal_error", "an unexpected error occurred")
+        return unexpected_response(req.method, req.url.path, exc)
+
+
+def unexpected_response(method: str, path: str, exc: Exception) -> JSONResponse:
+    """An error no route expected. The database being unreachable, or a pooled connection it
+    dropped (its first use after a restart fails, and the pool replaces them all), is 503: the
+    request changed nothing and may be sent again."""
+    if isinstance(exc, DBAPIError) and (
+        exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+    ):
+        log.warning("database unavailable on %s %s: %s", method, path, exc)
+        return error_response(503, "database_unavailable", "please retry shortly")
+    log.error("unhandled error on %s %s", method, path, exc_info=exc)
+    return error_response(500, "internal_error", "an unexpected error occurred")

@@ -10,7 +10,6 @@ their one dependency called directly. Everything else falls through to FastAPI u
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -21,10 +20,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from serve_app import app as routes
 from serve_app import catalog
-from serve_app.errors import ApiError, error_response
+from serve_app.errors import ApiError, error_response, unexpected_response
 from serve_app.responses import JSONResponse
-
-log = logging.getLogger(__name__)
 
 Handler = Callable[[Request, list[str]], Awaitable[Any]]
 
@@ -95,7 +92,6 @@ class HotPaths:
             result = await handler(request, params)
         except ApiError as exc:
             return error_response(exc.status, exc.code, exc.message, exc.headers)
-        except Exception:
-            log.exception("unhandled error on %s %s", request.method, request.url.path)
-            return error_response(500, "internal_error", "an unexpected error occurred")
+        except Exception as exc:
+            return unexpected_response(request.method, request.url.path, exc)
         return result if isinstance(result, Response) else JSONResponse(result)

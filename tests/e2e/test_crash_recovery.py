@@ -11,9 +11,11 @@ from typing import Any
 
 import httpx
 import ray
+from sqlalchemy import text
 
 from actors.order_actor import host_name
 from actors.supplier_actor import supplier_actor_name
+from persistence.db import make_engine
 from showdist.client import AsyncSignedClient
 from tests.support.waiting import eventually
 from tests.support.world import World
@@ -106,3 +108,41 @@ async def test_sigkill_of_the_supplier_actor_during_fixing(
     calls = sandbox_admin.order_calls()
     for o in fixed:
         assert calls[o["id"]]["issue"] == 1, calls[o["id"]]
+
+
+async def test_database_dropping_every_connection_costs_retryable_503s_never_500s(
+    world: World, client_a: AsyncSignedClient, platform: Any
+) -> None:
+    """Every process's pooled connections are cut by the server (as in a restart or a
+    failover). Requests that meet a dead connection answer 503 (nothing was changed); the
+    pools replace their connections, and within a few requests everything answers again."""
+    ids = await _locked_orders(world, client_a, 2)
+    killer = make_engine(platform.settings.database_url)
+    try:
+        async with killer.connect() as conn:
+            dropped = (
+                await conn.execute(
+                    text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                )
+            ).scalar_one()
+    finally:
+        await killer.dispose()
+    assert dropped >= 2
+    await asyncio.sleep(1.1)  # past the API's 1 s caches, so requests reach the database
+    statuses: list[int] = []
+    for _ in range(40):
+        listed = await client_a.request("GET", "/v1/orders?limit=5")
+        created = await client_a.request(
+            "POST", "/v1/orders", world.order_body(f"K-{uuid.uuid4().hex[:10]}")
+        )
+        statuses += [listed.status_code, created.status_code]
+        if listed.status_code == 200 and created.status_code == 201:
+            break
+    assert set(statuses) <= {200, 201, 503}, statuses
+    assert statuses[-2:] == [200, 201], statuses
+    for i in ids:  # the orders made before are all there, unchanged
+        r = await client_a.request("GET", f"/v1/orders/{i}")
+        assert (r.status_code, r.json()["status"]) == (200, "LOCKED")

@@ -34,6 +34,7 @@ from domain.signing import KeyType
 from domain.status import DeliveryStatus, OrderStatus
 from persistence.accounts import ADMIN, DISTRIBUTOR, AccountRepository
 from persistence.catalog import CatalogRepository, catalog_id
+from persistence.db import make_engine
 from persistence.migrate import alembic_config, upgrade_async
 from persistence.nonces import DbNonceStore
 from persistence.orders import OrderRepository, StaleOrder
@@ -50,6 +51,7 @@ from persistence.tables import (
     tiers,
 )
 from suppliers.gateway import Catalog, CatalogSession, CatalogShow, CatalogTier
+from tests.support.services import PostgresServer
 
 MASTER_KEY = bytes(range(32))
 BIG = 9_007_199_254_740_993  # 2**53 + 1: the first integer a float64 cannot hold
@@ -1253,3 +1255,52 @@ async def test_concurrent_claims_of_one_nonce_exactly_one_wins(
     )
     assert sum(results) == 1
     assert await count(engine, metadata.tables["nonces"]) == 1
+
+
+async def test_after_the_server_drops_every_connection_one_call_fails_then_all_work(
+    postgres: PostgresServer, now: datetime
+) -> None:
+    """Connections are not pinged before use (a round trip per transaction). When the server
+    drops them (a restart, a failover), the next use fails once, writing nothing; the pool
+    then replaces every connection made before the failure. (PostgreSQL only: an embedded
+    SQLite has no server to drop them.)"""
+    url = postgres.create_database("dropped_connections")
+    await upgrade_async(url)
+    engine = make_engine(url)
+    try:
+        await _drop_and_recover(engine, now)
+    finally:
+        await engine.dispose()
+
+
+async def _drop_and_recover(engine: AsyncEngine, now: datetime) -> None:
+    dist, sup = await make_distributor(engine, now), await make_supplier(engine, now)
+    repo = OrderRepository(engine)
+    first = new_order(dist, sup, "D-drop-1", now)
+    assert await repo.insert_new(first)
+    # Fill the pool with several idle connections.
+    await asyncio.gather(*(repo.get(first.id) for _ in range(6)))
+    killer = make_engine(url_of(engine))
+    try:
+        async with killer.connect() as conn:
+            dropped = (
+                await conn.execute(
+                    sqlalchemy.text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                )
+            ).scalar_one()
+    finally:
+        await killer.dispose()
+    assert dropped >= 1
+    second = new_order(dist, sup, "D-drop-2", now)
+    with pytest.raises(sqlalchemy.exc.DBAPIError) as failed:
+        await repo.insert_new(second)
+    assert failed.value.connection_invalidated
+    assert await repo.get(second.id) is None  # the failed call wrote nothing
+    assert await repo.insert_new(second)
+    assert await repo.get(second.id) == second
+    # Every other pooled connection was replaced too: no further call fails.
+    got = await asyncio.gather(*(repo.get(first.id) for _ in range(6)))
+    assert got == [first] * 6
