@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
+
+T = TypeVar("T")
+
+
+async def again_if_dropped(op: Callable[[], Awaitable[T]]) -> T:
+    """Run ``op`` (one whole transaction); if it failed on a pooled connection the server had
+    dropped, run it once more: the pool has just replaced its connections. For writes whose
+    failure would strand work already done elsewhere (an order move after a supplier call)."""
+    try:
+        return await op()
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+    return await op()
 
 
 def is_sqlite(url: str) -> bool:
@@ -37,8 +53,8 @@ def make_engine(url: str, *, pool_size: int = 8) -> AsyncEngine:
         "max_overflow": max(2, pool_size // 4),
         # No ping before each use: it was a round trip per transaction (five per order).
         # A connection the server dropped fails its next use once; SQLAlchemy then discards
-        # every pooled connection older than the failure, and the caller's retry gets a new
-        # one (an order move answers 503 and is safe to ask again).
+        # every pooled connection older than the failure. Order moves run again at once
+        # (again_if_dropped); other callers answer 503 and may be asked again.
         "pool_pre_ping": False,
     }
     return create_async_engine(url, **kwargs)

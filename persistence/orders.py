@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from domain.flows import FlowKind, flows_for
 from domain.order import DeliveryMethod, HistoryEntry, IssuedTicket, Order
 from domain.status import DeliveryStatus, OrderStatus
+from persistence.db import again_if_dropped
 from persistence.ledger import insert_ignore, write_flows
 from persistence.tables import (
     negotiations,
@@ -186,10 +187,14 @@ class OrderRepository:
             "created_at": order.created_at,
             **_row_values(order),
         }
-        try:
+
+        async def write() -> None:
             async with self._engine.begin() as conn:
                 await conn.execute(_INSERT_ORDER, values)
                 await self._write_history(conn, order, first_seq=0)
+
+        try:
+            await again_if_dropped(write)
         except IntegrityError:
             # A duplicate (by id, or by the distributor's own order id) means "already there";
             # any other violation (an unknown distributor or supplier) is a real error.
@@ -217,30 +222,39 @@ class OrderRepository:
         with the rows that go with them (negotiation, release, refund record, callbacks)."""
         first_seq = len(order.history) - len(order.unsaved_history)
         fx = effects or Effects()
-        async with self._engine.begin() as conn:
-            result = await conn.execute(
-                _UPDATE_IF_VERSION,
-                {
-                    "b_id": order.id,
-                    "b_version": order.version,
-                    "version": order.version + 1,
-                    **_row_values(order),
-                },
-            )
-            if result.rowcount != 1:
-                raise StaleOrder(order.id)
-            await self._write_history(conn, order, first_seq=first_seq)
-            if (
-                order.tickets
-                and order.status is OrderStatus.FIXED
-                and any(e.status is OrderStatus.FIXED for e in order.unsaved_history)
-            ):
-                await conn.execute(
-                    _INSERT_TICKETS,
-                    [{"order_id": order.id, "code": t.code, "seat": t.seat} for t in order.tickets],
+
+        async def write() -> None:
+            async with self._engine.begin() as conn:
+                result = await conn.execute(
+                    _UPDATE_IF_VERSION,
+                    {
+                        "b_id": order.id,
+                        "b_version": order.version,
+                        "version": order.version + 1,
+                        **_row_values(order),
+                    },
                 )
-            await self._write_effects(conn, order, fx)
-            await self._write_flows(conn, order, fx)
+                if result.rowcount != 1:
+                    raise StaleOrder(order.id)
+                await self._write_history(conn, order, first_seq=first_seq)
+                if (
+                    order.tickets
+                    and order.status is OrderStatus.FIXED
+                    and any(e.status is OrderStatus.FIXED for e in order.unsaved_history)
+                ):
+                    await conn.execute(
+                        _INSERT_TICKETS,
+                        [
+                            {"order_id": order.id, "code": t.code, "seat": t.seat}
+                            for t in order.tickets
+                        ],
+                    )
+                await self._write_effects(conn, order, fx)
+                await self._write_flows(conn, order, fx)
+
+        # A second run after a dropped connection is safe: if the first did commit, the
+        # version check refuses the second (StaleOrder) and the caller reloads the truth.
+        await again_if_dropped(write)
         order.version += 1
         order.unsaved_history.clear()
 

@@ -26,7 +26,8 @@ Rate limits: a sliding-window log over the last second
     Instants are integer microseconds of the caller's ``now`` (injected, like every clock here),
     so both implementations compare exact integers and answer the same for the same sequence.
     ``RedisRateLimiter`` (the gate asked for a hit alone) runs the algorithm in Lua over a
-    sorted set (``rate:{key}``; score and member carry the instant), so concurrent hits from
+    sorted set (``rate:{key}``; the score is the instant, the member the check's unique token,
+    which makes a resent batch count each hit once), so concurrent hits from
     any number of processes are serialised by Redis; the key expires two windows after its last
     allowed hit.
     Absolute instants travel to the script as decimal strings and the script only compares
@@ -46,11 +47,13 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import itertools
 import json
 import logging
 import math
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -173,40 +176,45 @@ _GATE_LUA: Final = """
 -- KEYS, in pairs per check: the rate key (a sorted set of allowed instants, integer
 --   microseconds) and the nonce key; '' for either means "no such check".
 -- ARGV[1]: the window in microseconds; ARGV[2]: the rate key's expiry in milliseconds;
--- then four per check: now and now - window (decimal strings, compared, never printed),
---   the limit, the nonce's expiry in seconds.
+-- then five per check: now and now - window (decimal strings, compared, never printed),
+--   the limit, the nonce's expiry in seconds, and the check's unique token.
+-- The token is the check's member in the rate set and the nonce key's value, so running the
+-- same batch twice (a client resending it after a lost reply) answers the same and counts
+-- each hit once.
 -- Returns two numbers per check: 1 admitted / 0 rate-limited / 2 nonce already used; and the
 -- seconds to wait when rate-limited.
 local window = tonumber(ARGV[1])
 local out = {}
 for i = 0, #KEYS / 2 - 1 do
   local rkey, nkey = KEYS[2 * i + 1], KEYS[2 * i + 2]
-  local now, since = ARGV[3 + 4 * i], ARGV[4 + 4 * i]
-  local limit = tonumber(ARGV[5 + 4 * i])
+  local now, since = ARGV[3 + 5 * i], ARGV[4 + 5 * i]
+  local limit = tonumber(ARGV[5 + 5 * i])
+  local token = ARGV[7 + 5 * i]
   local code, wait = 1, 0
   if rkey ~= '' then
     redis.call('ZREMRANGEBYSCORE', rkey, '-inf', since)
-    local count = redis.call('ZCARD', rkey)
-    if count < limit then
-      -- Instants that share a score are always forgotten together, so their count numbers
-      -- the next one uniquely.
-      local same = redis.call('ZCOUNT', rkey, now, now)
-      redis.call('ZADD', rkey, now, now .. ':' .. same)
-      redis.call('PEXPIRE', rkey, ARGV[2])
-    else
-      -- Refused: wait until the instant at (count - limit) leaves the window.
-      local entry = redis.call('ZRANGE', rkey, count - limit, count - limit, 'WITHSCORES')
-      wait = math.ceil((tonumber(entry[2]) + window - tonumber(now)) / 1000000)
-      if wait < 1 then
-        wait = 1
+    if not redis.call('ZSCORE', rkey, token) then
+      local count = redis.call('ZCARD', rkey)
+      if count < limit then
+        redis.call('ZADD', rkey, now, token)
+        redis.call('PEXPIRE', rkey, ARGV[2])
+      else
+        -- Refused: wait until the instant at (count - limit) leaves the window.
+        local entry = redis.call('ZRANGE', rkey, count - limit, count - limit, 'WITHSCORES')
+        wait = math.ceil((tonumber(entry[2]) + window - tonumber(now)) / 1000000)
+        if wait < 1 then
+          wait = 1
+        end
+        code = 0
       end
-      code = 0
     end
   end
   -- A refused hit spends no nonce, so the client may send the same request again.
   if code == 1 and nkey ~= '' then
-    if not redis.call('SET', nkey, '1', 'NX', 'EX', ARGV[6 + 4 * i]) then
-      code = 2
+    if not redis.call('SET', nkey, token, 'NX', 'EX', ARGV[6 + 5 * i]) then
+      if redis.call('GET', nkey) ~= token then
+        code = 2
+      end
     end
   end
   out[2 * i + 1] = code
@@ -232,7 +240,7 @@ class Verdict:
 class _Check:
     rate_key: str
     nonce_key: str
-    args: tuple[str, str, str, str]
+    args: tuple[str, str, str, str, str]
     reply: asyncio.Future[Verdict]
 
 
@@ -261,6 +269,9 @@ class RedisGate:
         self._script = client.register_script(_GATE_LUA)
         self._queue: list[_Check] = []
         self._sender: asyncio.Task[None] | None = None
+        # Unique per check across processes: this gate's random prefix and a counter.
+        self._token_prefix = uuid.uuid4().hex[:12]
+        self._tokens = itertools.count()
 
     async def admit(
         self,
@@ -282,11 +293,20 @@ class RedisGate:
         check = _Check(
             self._rate_prefix + key if limit_per_s > 0 else "",
             f"{self._nonce_prefix}{key}:{nonce}" if nonce is not None else "",
-            (str(now_us), str(now_us - WINDOW_US), str(limit_per_s), str(ttl_s)),
+            (
+                str(now_us),
+                str(now_us - WINDOW_US),
+                str(limit_per_s),
+                str(ttl_s),
+                f"{self._token_prefix}.{next(self._tokens)}",
+            ),
             loop.create_future(),
         )
         self._queue.append(check)
-        if self._sender is None or self._sender.done():
+        sender = self._sender
+        if sender is None or sender.done() or sender.get_loop() is not loop:
+            # (A sender of a loop that has gone away would never run again.)
+            self._queue = [c for c in self._queue if c.reply.get_loop() is loop]
             self._sender = loop.create_task(self._send())
         return await check.reply
 
@@ -301,10 +321,15 @@ class RedisGate:
                 args += check.args
             try:
                 reply: Any = await self._script(keys=keys, args=args)
-            except _REDIS_FAILURES as exc:
+                verdicts = [
+                    Verdict(code != 0, int(reply[2 * i + 1]), code == 1 and check.nonce_key != "")
+                    for i, check in enumerate(batch)
+                    for code in (int(reply[2 * i]),)
+                ]
+            except (*_REDIS_FAILURES, ValueError, TypeError, IndexError) as exc:
                 for check in batch:
                     if not check.reply.done():
-                        check.reply.set_exception(GateUnavailable(f"redis: {exc}"))
+                        check.reply.set_exception(GateUnavailable(f"redis: {exc!r}"))
                 continue
             except BaseException as exc:  # cancelled: nobody may wait forever
                 for check in batch + self._queue:
@@ -312,12 +337,9 @@ class RedisGate:
                         check.reply.set_exception(GateUnavailable(f"redis: {exc!r}"))
                 self._queue.clear()
                 raise
-            for i, check in enumerate(batch):
-                code, wait = int(reply[2 * i]), int(reply[2 * i + 1])
+            for check, verdict in zip(batch, verdicts, strict=True):
                 if not check.reply.done():  # the caller may have been cancelled meanwhile
-                    check.reply.set_result(
-                        Verdict(code != 0, wait, code == 1 and check.nonce_key != "")
-                    )
+                    check.reply.set_result(verdict)
 
 
 class RedisRateLimiter:

@@ -57,12 +57,12 @@ class TtlCache(Generic[K, V]):
         started = time.monotonic()  # a value is as old as the question that fetched it
         try:
             value = await load()
-        except asyncio.CancelledError:
-            pending.cancel()
-            raise
         except Exception as exc:
             pending.set_exception(exc)
             pending.exception()  # mark it retrieved: there may be no other waiter
+            raise
+        except BaseException:  # cancelled (or the process is exiting): waiters load again
+            pending.cancel()
             raise
         finally:
             if self._loading.get(key) is pending:

@@ -28,7 +28,7 @@ class Coalescer(Generic[K, V]):
 
     async def run(self, key: K, call: Callable[[], Awaitable[V]]) -> V:
         task = self._running.get(key)
-        if task is None:
+        if task is None or task.done():  # (a finished call is forgotten on the next turn)
             task = asyncio.ensure_future(call())
             self._running[key] = task
             task.add_done_callback(lambda done: self._finished(key, done))

@@ -65,7 +65,9 @@ class Settings(BaseSettings):
     catalog_cache_seconds: float = Field(
         default=1.0, description="how long an API replica reuses the show list it read"
     )
-    rate_limit_per_s: int = Field(default=50, description="per key, unless set per distributor")
+    rate_limit_per_s: int = Field(
+        default=50, ge=1, description="per key, unless set per distributor"
+    )
     breaker_failures: int = Field(default=5, description="consecutive failures that open a circuit")
     breaker_cooldown_seconds: float = Field(default=5.0, description="open circuit before a probe")
     abandoned_lock_seconds: float = Field(

@@ -1257,30 +1257,45 @@ async def test_concurrent_claims_of_one_nonce_exactly_one_wins(
     assert await count(engine, metadata.tables["nonces"]) == 1
 
 
-async def test_after_the_server_drops_every_connection_one_call_fails_then_all_work(
+async def test_after_the_server_drops_every_connection_moves_go_on_and_reads_fail_once(
     postgres: PostgresServer, now: datetime
 ) -> None:
     """Connections are not pinged before use (a round trip per transaction). When the server
-    drops them (a restart, a failover), the next use fails once, writing nothing; the pool
-    then replaces every connection made before the failure. (PostgreSQL only: an embedded
-    SQLite has no server to drop them.)"""
+    drops them (a restart, a failover), an order move runs again at once on a new connection
+    (its failure could strand a supplier call already made); a read fails once, writing
+    nothing, and the pool has by then replaced every connection made before the failure.
+    (PostgreSQL only: an embedded SQLite has no server to drop them.)"""
     url = postgres.create_database("dropped_connections")
     await upgrade_async(url)
     engine = make_engine(url)
     try:
-        await _drop_and_recover(engine, now)
+        dist, sup = await make_distributor(engine, now), await make_supplier(engine, now)
+        repo = OrderRepository(engine)
+        first = new_order(dist, sup, "D-drop-1", now)
+        assert await repo.insert_new(first)
+
+        await drop_every_connection(repo, first.id, url)
+        second = new_order(dist, sup, "D-drop-2", now)
+        assert await repo.insert_new(second)  # ran again on a fresh connection
+        await drop_every_connection(repo, first.id, url)
+        first.mark_locked(now + timedelta(seconds=1), "L-1", now + timedelta(minutes=15))
+        await repo.save(first)
+        assert await repo.get(first.id) == first
+
+        await drop_every_connection(repo, first.id, url)
+        with pytest.raises(sqlalchemy.exc.DBAPIError) as failed:
+            await repo.get(first.id)
+        assert failed.value.connection_invalidated
+        got = await asyncio.gather(*(repo.get(i) for i in [first.id, second.id] * 3))
+        assert got == [first, second] * 3
     finally:
         await engine.dispose()
 
 
-async def _drop_and_recover(engine: AsyncEngine, now: datetime) -> None:
-    dist, sup = await make_distributor(engine, now), await make_supplier(engine, now)
-    repo = OrderRepository(engine)
-    first = new_order(dist, sup, "D-drop-1", now)
-    assert await repo.insert_new(first)
-    # Fill the pool with several idle connections.
-    await asyncio.gather(*(repo.get(first.id) for _ in range(6)))
-    killer = make_engine(url_of(engine))
+async def drop_every_connection(repo: OrderRepository, order_id: str, url: str) -> None:
+    """Fill the pool with idle connections, then have the server terminate all of them."""
+    await asyncio.gather(*(repo.get(order_id) for _ in range(6)))
+    killer = make_engine(url)
     try:
         async with killer.connect() as conn:
             dropped = (
@@ -1294,13 +1309,3 @@ async def _drop_and_recover(engine: AsyncEngine, now: datetime) -> None:
     finally:
         await killer.dispose()
     assert dropped >= 1
-    second = new_order(dist, sup, "D-drop-2", now)
-    with pytest.raises(sqlalchemy.exc.DBAPIError) as failed:
-        await repo.insert_new(second)
-    assert failed.value.connection_invalidated
-    assert await repo.get(second.id) is None  # the failed call wrote nothing
-    assert await repo.insert_new(second)
-    assert await repo.get(second.id) == second
-    # Every other pooled connection was replaced too: no further call fails.
-    got = await asyncio.gather(*(repo.get(first.id) for _ in range(6)))
-    assert got == [first] * 6

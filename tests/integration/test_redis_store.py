@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 import redis.asyncio
@@ -136,7 +137,7 @@ async def test_nonce_key_layout_and_expiry(
 ) -> None:
     key_id, n = unique("key"), nonce()
     assert await nonces.claim(key_id, n, now=NOW, ttl=timedelta(seconds=90)) is True
-    assert await client.get(f"nonce:{key_id}:{n}") == b"1"
+    assert await client.exists(f"nonce:{key_id}:{n}") == 1
     assert 85 <= await client.ttl(f"nonce:{key_id}:{n}") <= 90
 
 
@@ -362,6 +363,33 @@ async def test_gate_batches_concurrent_checks_and_answers_as_if_one_by_one(
     assert {v.allowed for v in got} == {True, False}
     assert {v.nonce_fresh for v in got} == {True, False}
     assert calls <= 10, calls  # 400 checks, in batches of up to 128
+
+
+async def test_gate_answers_the_same_when_redis_runs_a_batch_twice(
+    client: redis.asyncio.Redis,
+) -> None:
+    """The client resends a command whose reply was lost; the script may then have run once
+    already. Each check carries a token, so the second run answers as the first and counts
+    each hit once."""
+    gate = RedisGate(client, rate_prefix=unique("rate") + ":", nonce_prefix=unique("n") + ":")
+    real = gate._script
+
+    async def reply_lost_then_resent(**kwargs: Any) -> Any:
+        await real(**kwargs)  # ran, but its reply never arrived
+        return await real(**kwargs)
+
+    gate._script = reply_lost_then_resent  # type: ignore[assignment]
+    replayed = nonce()
+    assert (await gate.admit("k", replayed, 3, now=T0, nonce_ttl=TTL)).nonce_fresh
+    verdicts = await asyncio.gather(
+        gate.admit("k", nonce(), 3, now=T0, nonce_ttl=TTL),
+        gate.admit("k", replayed, 3, now=T0, nonce_ttl=TTL),
+        gate.admit("k", nonce(), 3, now=T0, nonce_ttl=TTL),
+    )
+    assert [v.nonce_fresh for v in verdicts] == [True, False, False]
+    assert [v.allowed for v in verdicts] == [True, True, False]  # 3 hits in the window, not 6
+    gate._script = real
+    assert await gate.admit("k", nonce(), 3, now=T0 + 1.0, nonce_ttl=TTL) == Verdict(True, 0, True)
 
 
 async def script_calls(client: redis.asyncio.Redis) -> int:
