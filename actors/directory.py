@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any, Protocol
 
+from actors.runtime import named_actor
 from actors.supplier_actor import (
     SupplierActor,
     SupplierActorConfig,
@@ -82,13 +83,11 @@ class _ActorPort:
 
 def supplier_actor_handle(config: SupplierActorConfig) -> Any:
     """Get the supplier's actor, creating it if this is the first caller anywhere."""
-    return SupplierActor.options(  # type: ignore[attr-defined]
-        name=supplier_actor_name(config.instance, config.supplier_id, config.replica),
-        namespace=config.namespace,
-        get_if_exists=True,
-        lifetime="detached",
+    return named_actor(
+        SupplierActor,
+        supplier_actor_name(config.instance, config.supplier_id, config.replica),
+        config.namespace,
         max_concurrency=1000,
-        num_cpus=0,
     ).remote(config)
 
 

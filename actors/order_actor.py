@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 import ray
 
 from actors.directory import RaySupplierDirectory, SupplierDirectory, SupplierPort
+from actors.runtime import every, named_actor
 from domain.ids import stable_shard
 from domain.negotiation import PollingPolicy
 from domain.order import DeliveryMethod, HistoryEntry, IssuedTicket, Order
@@ -650,18 +651,10 @@ class OrderHost:
         )
         loop = asyncio.get_running_loop()
         self._tasks = [
-            loop.create_task(self._every(max(1.0, config.idle_seconds / 4), self._passivate)),
-            loop.create_task(self._every(config.sweep_seconds, self._sweep)),
-            loop.create_task(self._every(config.sweep_seconds / 2, self._courier.deliver_due)),
+            loop.create_task(every(max(1.0, config.idle_seconds / 4), self._passivate)),
+            loop.create_task(every(config.sweep_seconds, self._sweep)),
+            loop.create_task(every(config.sweep_seconds / 2, self._courier.deliver_due)),
         ]
-
-    async def _every(self, seconds: float, job: Callable[[], Awaitable[Any]]) -> None:
-        while True:
-            try:
-                await job()
-            except Exception:
-                log.exception("background job %s failed", getattr(job, "__name__", job))
-            await asyncio.sleep(seconds)
 
     async def _passivate(self) -> None:
         self._core.passivate_idle()
@@ -744,13 +737,8 @@ def start_order_hosts(config: HostConfig, count: int) -> list[Any]:
     """Create (or find) the named order hosts of a platform instance."""
     config.hosts = count
     return [
-        OrderHost.options(  # type: ignore[attr-defined]
-            name=host_name(config.instance, i),
-            namespace=config.namespace,
-            get_if_exists=True,
-            lifetime="detached",
-            max_concurrency=10_000,
-            num_cpus=0,
+        named_actor(
+            OrderHost, host_name(config.instance, i), config.namespace, max_concurrency=10_000
         ).remote(config, i)
         for i in range(count)
     ]

@@ -19,7 +19,7 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 import ray
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from actors.runtime import every, named_actor
 from domain.flows import Flow, period_of
 from persistence.settlement import (
     RECEIVABLE,
@@ -384,15 +385,7 @@ class SettlementActor:
         gc.freeze()  # this process is the book's: keep the collector off its objects for good
         log.info("settlement book rebuilt: %d flows in %.2fs", n, time.perf_counter() - started)
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._every(config.tick_seconds, self._service.tail))]
-
-    async def _every(self, seconds: float, job: Callable[[], Awaitable[Any]]) -> None:
-        while True:
-            try:
-                await job()
-            except Exception:
-                log.exception("settlement tail failed")
-            await asyncio.sleep(seconds)
+        self._tasks = [loop.create_task(every(config.tick_seconds, self._service.tail))]
 
     async def snapshot(self, period: str) -> dict[str, Any]:
         return await self._service.snapshot(parse_period(period), tz=self._tz)
@@ -436,11 +429,9 @@ def settlement_config(settings: Settings) -> SettlementConfig:
 def settlement_actor_handle(settings: Settings) -> Any:
     """Get the platform's settlement actor, creating it if this is the first caller."""
     config = settlement_config(settings)
-    return SettlementActor.options(  # type: ignore[attr-defined]
-        name=settlement_actor_name(config.instance),
-        namespace=config.namespace,
-        get_if_exists=True,
-        lifetime="detached",
+    return named_actor(
+        SettlementActor,
+        settlement_actor_name(config.instance),
+        config.namespace,
         max_concurrency=1000,
-        num_cpus=0,
     ).remote(config)

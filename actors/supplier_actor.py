@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import ray
 
+from actors.runtime import every
 from domain.circuit import CircuitBreaker
 from domain.ids import stable_shard
 from domain.negotiation import PollingPolicy, SupplierHealth, polling_policy
@@ -296,7 +297,7 @@ class SupplierActor:
                 (config.tick_seconds, self._worker.read_feeds),
                 (config.catalog_sync_seconds, self._worker.sync_catalog),
             ]
-        self._tasks = [loop.create_task(self._every(t, job)) for t, job in jobs]
+        self._tasks = [loop.create_task(every(t, job)) for t, job in jobs]
 
     async def retire(self, grace_s: float) -> str:
         """Leave the supplier's replicas without losing a call: stop the background work,
@@ -317,14 +318,6 @@ class SupplierActor:
             return "kept"
         ray.actor.exit_actor()  # type: ignore[no-untyped-call]
         return "exited"  # not reached
-
-    async def _every(self, seconds: float, job: Callable[[], Awaitable[Any]]) -> None:
-        while True:
-            try:
-                await job()
-            except Exception:
-                log.exception("supplier background job failed")
-            await asyncio.sleep(seconds)
 
     async def lock(
         self, order_id: str, session_ref: str, tier_ref: str, quantity: int

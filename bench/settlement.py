@@ -28,30 +28,18 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
+from sqlalchemy import select
 
 from actors.settlement_actor import SettlementBook, SettlementService
 from persistence.db import make_engine
 from persistence.migrate import upgrade_async
-from persistence.settlement import sql_period_group_by, sql_snapshot
+from persistence.settlement import TAIL_COLUMNS, sql_period_group_by, sql_snapshot
+from persistence.tables import flows
 from tests.support.services import PostgresServer
 
 TZ = ZoneInfo("Asia/Shanghai")
 FIRST_DAY = date(2026, 10, 1)
-COLUMNS = [
-    "id",
-    "order_id",
-    "distributor_id",
-    "supplier_id",
-    "kind",
-    "sign",
-    "refund_no",
-    "amount",
-    "currency",
-    "basis_time",
-    "basis_period",
-    "booked_period",
-    "created_at",
-]
+COLUMNS = [c.name for c in flows.columns]  # the order the generated records follow
 
 
 def rss_mib() -> float:
@@ -178,11 +166,6 @@ async def measure(engine: Any, period_keys: list[str], args: argparse.Namespace)
 
     # 1b. The fold alone, over rows already in memory.
     async with engine.connect() as conn:
-        from sqlalchemy import select
-
-        from persistence.settlement import TAIL_COLUMNS
-        from persistence.tables import flows
-
         rows = [tuple(r) for r in await conn.execute(select(*TAIL_COLUMNS).order_by(flows.c.id))]
     gc.disable()  # as the service's rebuild does
     started = time.perf_counter()

@@ -6,6 +6,7 @@ import base64
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -72,11 +73,15 @@ class AccountRepository:
         return Distributor(row.id, row.name, row.status, row.created_at, row.rate_limit_per_s)
 
     async def set_distributor_status(self, distributor_id: str, status: str, now: datetime) -> bool:
+        return await self._update_distributor(distributor_id, now, status=status)
+
+    async def _update_distributor(self, distributor_id: str, now: datetime, **values: Any) -> bool:
+        """Set columns of one distributor; False if there is no such distributor."""
         async with self._engine.begin() as conn:
             res = await conn.execute(
                 update(distributors)
                 .where(distributors.c.id == distributor_id)
-                .values(status=status, updated_at=now)
+                .values(updated_at=now, **values)
             )
         return res.rowcount == 1
 
@@ -253,10 +258,4 @@ class AccountRepository:
             return [dict(r._mapping) for r in (await conn.execute(q)).all()]
 
     async def set_rate_limit(self, distributor_id: str, per_s: int | None, now: datetime) -> bool:
-        async with self._engine.begin() as conn:
-            res = await conn.execute(
-                update(distributors)
-                .where(distributors.c.id == distributor_id)
-                .values(rate_limit_per_s=per_s, updated_at=now)
-            )
-        return res.rowcount == 1
+        return await self._update_distributor(distributor_id, now, rate_limit_per_s=per_s)

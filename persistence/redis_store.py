@@ -12,7 +12,7 @@ The gate: one round trip per signed request, one script call per burst
 Nonces
     ``SET nonce:{key_id}:{nonce} 1 NX EX <ttl>``: the first claim of a nonce sets the key and
     wins; any later claim within the retention finds it and loses. Redis expires the key itself,
-    so nothing needs purging. ``RedisNonceStore`` is the gate asked for a nonce alone.
+    so nothing needs purging.
 
 Rate limits: a sliding-window log over the last second
     Each key keeps the instants of the hits it *allowed* during the trailing window
@@ -25,7 +25,7 @@ Rate limits: a sliding-window log over the last second
 
     Instants are integer microseconds of the caller's ``now`` (injected, like every clock here),
     so both implementations compare exact integers and answer the same for the same sequence.
-    ``RedisRateLimiter`` (the gate asked for a hit alone) runs the algorithm in Lua over a
+    ``RedisGate`` runs the algorithm in Lua over a
     sorted set (``rate:{key}``; the score is the instant, the member the check's unique token,
     which makes a resent batch count each hit once), so concurrent hits from
     any number of processes are serialised by Redis; the key expires two windows after its last
@@ -76,8 +76,6 @@ __all__ = [
     "RateLimiter",
     "RateLimiterUnavailable",
     "RedisGate",
-    "RedisNonceStore",
-    "RedisRateLimiter",
     "RedisStockCache",
     "StockCache",
     "Verdict",
@@ -122,21 +120,6 @@ def redis_client(
         ),
     )
     return redis.asyncio.Redis(connection_pool=pool)
-
-
-# ----------------------------------------------------------------------------- nonces
-
-
-class RedisNonceStore:
-    """Nonces in Redis, one key each, expired by Redis (``now`` is not needed for that)."""
-
-    def __init__(self, client: redis.asyncio.Redis, *, gate: RedisGate | None = None) -> None:
-        self._gate = gate or RedisGate(client)
-
-    async def claim(self, key_id: str, nonce: str, *, now: datetime, ttl: timedelta) -> bool:
-        """Record the nonce; False when this key used it before (within its retention)."""
-        verdict = await self._gate.admit(key_id, nonce, 0, now=now.timestamp(), nonce_ttl=ttl)
-        return verdict.nonce_fresh
 
 
 # ----------------------------------------------------------------------------- rate limits
@@ -277,13 +260,15 @@ class RedisGate:
         self,
         key: str,
         nonce: str | None,
-        limit_per_s: int,
+        limit_per_s: int | None,
         *,
         now: float,
         nonce_ttl: timedelta = timedelta(seconds=1),
     ) -> Verdict:
-        """Count a hit on ``key`` against ``limit_per_s`` (0: no limit), then, if allowed,
-        claim ``nonce`` for ``key`` (None: no nonce)."""
+        """Count a hit on ``key`` against ``limit_per_s`` (None: no rate check), then, if
+        allowed, claim ``nonce`` for ``key`` (None: no nonce)."""
+        if limit_per_s is not None:
+            _check_limit(limit_per_s)
         if nonce is not None and ":" in nonce:
             # The last colon separates key id and nonce; a colon in the nonce could collide.
             raise ValueError("a nonce cannot contain ':'")
@@ -291,12 +276,12 @@ class RedisGate:
         ttl_s = max(1, math.ceil(nonce_ttl.total_seconds()))
         loop = asyncio.get_running_loop()
         check = _Check(
-            self._rate_prefix + key if limit_per_s > 0 else "",
+            self._rate_prefix + key if limit_per_s is not None else "",
             f"{self._nonce_prefix}{key}:{nonce}" if nonce is not None else "",
             (
                 str(now_us),
                 str(now_us - WINDOW_US),
-                str(limit_per_s),
+                str(limit_per_s or 0),
                 str(ttl_s),
                 f"{self._token_prefix}.{next(self._tokens)}",
             ),
@@ -340,20 +325,6 @@ class RedisGate:
             for check, verdict in zip(batch, verdicts, strict=True):
                 if not check.reply.done():  # the caller may have been cancelled meanwhile
                     check.reply.set_result(verdict)
-
-
-class RedisRateLimiter:
-    """The sliding-window log of the module docstring, atomically in Redis (see RedisGate)."""
-
-    def __init__(
-        self, client: redis.asyncio.Redis, *, prefix: str = "rate:", gate: RedisGate | None = None
-    ) -> None:
-        self._gate = gate or RedisGate(client, rate_prefix=prefix)
-
-    async def hit(self, key: str, limit_per_s: int, *, now: float) -> RateDecision:
-        _check_limit(limit_per_s)
-        verdict = await self._gate.admit(key, None, limit_per_s, now=now)
-        return RateDecision(allowed=verdict.allowed, retry_after_s=verdict.retry_after_s)
 
 
 class LocalRateLimiter:

@@ -125,34 +125,28 @@ def shape_snapshot(period: str, fig: PeriodFigures) -> dict[str, Any]:
             },
         )
 
-    dist_lines = []
-    for (did, code), (plus, minus) in sorted(fig.distributors.items()):
-        c = cur(code)
-        c["receivable_plus"] += plus
-        c["receivable_minus"] += minus
-        dist_lines.append(
-            {
-                "distributor_id": did,
-                "currency": code,
-                "receivable_plus": plus,
-                "receivable_minus": minus,
-                "net": plus - minus,
-            }
-        )
-    sup_lines = []
-    for (sid, code), (plus, minus) in sorted(fig.suppliers.items()):
-        c = cur(code)
-        c["settlement_plus"] += plus
-        c["settlement_minus"] += minus
-        sup_lines.append(
-            {
-                "supplier_id": sid,
-                "currency": code,
-                "settlement_plus": plus,
-                "settlement_minus": minus,
-                "net": plus - minus,
-            }
-        )
+    def lines(
+        parties: dict[tuple[str, str], list[int]], id_field: str, flow: str
+    ) -> list[dict[str, Any]]:
+        """One line per (party, currency), each added into its currency's totals."""
+        out = []
+        for (party_id, code), (plus, minus) in sorted(parties.items()):
+            c = cur(code)
+            c[f"{flow}_plus"] += plus
+            c[f"{flow}_minus"] += minus
+            out.append(
+                {
+                    id_field: party_id,
+                    "currency": code,
+                    f"{flow}_plus": plus,
+                    f"{flow}_minus": minus,
+                    "net": plus - minus,
+                }
+            )
+        return out
+
+    dist_lines = lines(fig.distributors, "distributor_id", "receivable")
+    sup_lines = lines(fig.suppliers, "supplier_id", "settlement")
     for code, (rec, sett) in fig.to_date.items():
         c = cur(code)
         c["receivable_to_date"] = rec

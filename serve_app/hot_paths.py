@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from serve_app import app as routes
 from serve_app import catalog
+from serve_app.auth import Caller
 from serve_app.errors import ApiError, error_response, unexpected_response
 from serve_app.responses import JSONResponse
 
@@ -30,24 +31,23 @@ async def _healthz(_request: Request, _params: list[str]) -> Any:
     return await routes.healthz()
 
 
-async def _show(request: Request, params: list[str]) -> Any:
-    return await catalog.get_show(params[0], request, await routes.distributor(request))
-
-
 async def _create(request: Request, _params: list[str]) -> Any:
     return await routes.create_order(request, await routes.distributor(request))
 
 
-async def _get(request: Request, params: list[str]) -> Any:
-    return await routes.get_order(params[0], request, await routes.distributor(request))
+def _by_id(endpoint: Callable[[str, Request, Caller], Awaitable[Any]]) -> Handler:
+    """A distributor's call on one resource, the id being the path's one parameter."""
+
+    async def handle(request: Request, params: list[str]) -> Any:
+        return await endpoint(params[0], request, await routes.distributor(request))
+
+    return handle
 
 
-async def _issue(request: Request, params: list[str]) -> Any:
-    return await routes.issue_order(params[0], request, await routes.distributor(request))
-
-
-async def _cancel(request: Request, params: list[str]) -> Any:
-    return await routes.cancel_order(params[0], request, await routes.distributor(request))
+_show = _by_id(catalog.get_show)
+_get = _by_id(routes.get_order)
+_issue = _by_id(routes.issue_order)
+_cancel = _by_id(routes.cancel_order)
 
 
 _SEGMENT = "([^/]+)"

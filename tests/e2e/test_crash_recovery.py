@@ -11,12 +11,11 @@ from typing import Any
 
 import httpx
 import ray
-from sqlalchemy import text
 
 from actors.order_actor import host_name
 from actors.supplier_actor import supplier_actor_name
-from persistence.db import make_engine
 from showdist.client import AsyncSignedClient
+from tests.support.database import terminate_connections
 from tests.support.waiting import eventually
 from tests.support.world import World
 
@@ -117,19 +116,7 @@ async def test_database_dropping_every_connection_costs_retryable_503s_never_500
     failover). Requests that meet a dead connection answer 503 (nothing was changed); the
     pools replace their connections, and within a few requests everything answers again."""
     ids = await _locked_orders(world, client_a, 2)
-    killer = make_engine(platform.settings.database_url)
-    try:
-        async with killer.connect() as conn:
-            dropped = (
-                await conn.execute(
-                    text(
-                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                    )
-                )
-            ).scalar_one()
-    finally:
-        await killer.dispose()
+    dropped = await terminate_connections(platform.settings.database_url)
     assert dropped >= 2
     await asyncio.sleep(1.1)  # past the API's 1 s caches, so requests reach the database
     statuses: list[int] = []

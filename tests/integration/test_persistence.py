@@ -51,6 +51,7 @@ from persistence.tables import (
     tiers,
 )
 from suppliers.gateway import Catalog, CatalogSession, CatalogShow, CatalogTier
+from tests.support.database import terminate_connections
 from tests.support.services import PostgresServer
 
 MASTER_KEY = bytes(range(32))
@@ -1295,17 +1296,5 @@ async def test_after_the_server_drops_every_connection_moves_go_on_and_reads_fai
 async def drop_every_connection(repo: OrderRepository, order_id: str, url: str) -> None:
     """Fill the pool with idle connections, then have the server terminate all of them."""
     await asyncio.gather(*(repo.get(order_id) for _ in range(6)))
-    killer = make_engine(url)
-    try:
-        async with killer.connect() as conn:
-            dropped = (
-                await conn.execute(
-                    sqlalchemy.text(
-                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                    )
-                )
-            ).scalar_one()
-    finally:
-        await killer.dispose()
+    dropped = await terminate_connections(url)
     assert dropped >= 1

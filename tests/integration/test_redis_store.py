@@ -28,8 +28,6 @@ from persistence.redis_store import (
     RateLimiter,
     RateLimiterUnavailable,
     RedisGate,
-    RedisNonceStore,
-    RedisRateLimiter,
     RedisStockCache,
     StockCache,
     Verdict,
@@ -68,15 +66,37 @@ async def client(redis_server: RedisServer) -> AsyncIterator[redis.asyncio.Redis
         await c.aclose()
 
 
+class GateNonces:
+    """The gate asked for a nonce alone: the NonceStore protocol over Redis."""
+
+    def __init__(self, client: redis.asyncio.Redis) -> None:
+        self.gate = RedisGate(client)
+
+    async def claim(self, key_id: str, nonce: str, *, now: datetime, ttl: timedelta) -> bool:
+        verdict = await self.gate.admit(key_id, nonce, None, now=now.timestamp(), nonce_ttl=ttl)
+        return verdict.nonce_fresh
+
+
+class GateLimiter:
+    """The gate asked for a rate hit alone: the RateLimiter protocol over Redis."""
+
+    def __init__(self, client: redis.asyncio.Redis, *, prefix: str) -> None:
+        self.gate = RedisGate(client, rate_prefix=prefix)
+
+    async def hit(self, key: str, limit_per_s: int, *, now: float) -> RateDecision:
+        verdict = await self.gate.admit(key, None, limit_per_s, now=now)
+        return RateDecision(verdict.allowed, verdict.retry_after_s)
+
+
 @pytest.fixture
-def nonces(client: redis.asyncio.Redis) -> RedisNonceStore:
-    return RedisNonceStore(client)
+def nonces(client: redis.asyncio.Redis) -> GateNonces:
+    return GateNonces(client)
 
 
 @pytest.fixture(params=["redis", "local"])
 def limiter(request: pytest.FixtureRequest, client: redis.asyncio.Redis) -> RateLimiter:
     if request.param == "redis":
-        return RedisRateLimiter(client, prefix=unique("rate") + ":")
+        return GateLimiter(client, prefix=unique("rate") + ":")
     return LocalRateLimiter()
 
 
@@ -117,14 +137,14 @@ async def test_client_answers_and_has_short_timeouts(client: redis.asyncio.Redis
 # ----------------------------------------------------------------------------- nonces
 
 
-async def test_nonce_claimed_once(nonces: RedisNonceStore) -> None:
+async def test_nonce_claimed_once(nonces: GateNonces) -> None:
     n = nonce()
     assert await nonces.claim("key_a", n, now=NOW, ttl=TTL) is True
     assert await nonces.claim("key_a", n, now=NOW, ttl=TTL) is False
     assert await nonces.claim("key_a", n, now=NOW + timedelta(seconds=5), ttl=TTL) is False
 
 
-async def test_nonces_are_per_key(nonces: RedisNonceStore) -> None:
+async def test_nonces_are_per_key(nonces: GateNonces) -> None:
     key_a, key_b, n1, n2 = unique("key"), unique("key"), nonce(), nonce()
     assert await nonces.claim(key_a, n1, now=NOW, ttl=TTL) is True
     assert await nonces.claim(key_b, n1, now=NOW, ttl=TTL) is True
@@ -132,9 +152,7 @@ async def test_nonces_are_per_key(nonces: RedisNonceStore) -> None:
     assert await nonces.claim(key_b, n1, now=NOW, ttl=TTL) is False
 
 
-async def test_nonce_key_layout_and_expiry(
-    nonces: RedisNonceStore, client: redis.asyncio.Redis
-) -> None:
+async def test_nonce_key_layout_and_expiry(nonces: GateNonces, client: redis.asyncio.Redis) -> None:
     key_id, n = unique("key"), nonce()
     assert await nonces.claim(key_id, n, now=NOW, ttl=timedelta(seconds=90)) is True
     assert await client.exists(f"nonce:{key_id}:{n}") == 1
@@ -142,14 +160,14 @@ async def test_nonce_key_layout_and_expiry(
 
 
 async def test_sub_second_ttl_is_kept_at_least_a_second(
-    nonces: RedisNonceStore, client: redis.asyncio.Redis
+    nonces: GateNonces, client: redis.asyncio.Redis
 ) -> None:
     key_id, n = unique("key"), nonce()
     assert await nonces.claim(key_id, n, now=NOW, ttl=timedelta(milliseconds=10)) is True
     assert await client.ttl(f"nonce:{key_id}:{n}") == 1
 
 
-async def test_nonce_ttl_honoured(nonces: RedisNonceStore) -> None:
+async def test_nonce_ttl_honoured(nonces: GateNonces) -> None:
     key_id, n = unique("key"), nonce()
     ttl = timedelta(seconds=1)
     assert await nonces.claim(key_id, n, now=NOW, ttl=ttl) is True
@@ -158,20 +176,20 @@ async def test_nonce_ttl_honoured(nonces: RedisNonceStore) -> None:
     assert await nonces.claim(key_id, n, now=NOW + ttl, ttl=ttl) is True
 
 
-async def test_concurrent_claims_of_one_nonce_exactly_one_wins(nonces: RedisNonceStore) -> None:
+async def test_concurrent_claims_of_one_nonce_exactly_one_wins(nonces: GateNonces) -> None:
     key_id, n = unique("key"), nonce()
     results = await asyncio.gather(*(nonces.claim(key_id, n, now=NOW, ttl=TTL) for _ in range(100)))
     assert results.count(True) == 1
     assert results.count(False) == 99
 
 
-async def test_colon_in_nonce_refused(nonces: RedisNonceStore) -> None:
+async def test_colon_in_nonce_refused(nonces: GateNonces) -> None:
     with pytest.raises(ValueError, match="':'"):
         await nonces.claim("key_a", "abc:def", now=NOW, ttl=TTL)
 
 
 async def test_claim_fails_closed_while_redis_down_then_recovers(
-    redis_server: RedisServer, nonces: RedisNonceStore
+    redis_server: RedisServer, nonces: GateNonces
 ) -> None:
     key_id = unique("key")
     assert await nonces.claim(key_id, nonce(), now=NOW, ttl=TTL) is True  # a pooled connection
@@ -195,7 +213,7 @@ async def test_claim_fails_closed_when_redis_hangs() -> None:
         try:
             began = time.monotonic()
             with pytest.raises(NonceStoreUnavailable):
-                await RedisNonceStore(c).claim("key_a", nonce(), now=NOW, ttl=TTL)
+                await GateNonces(c).claim("key_a", nonce(), now=NOW, ttl=TTL)
             assert time.monotonic() - began < 1.5  # one 0.5 s timeout, not retried
         finally:
             await c.aclose()
@@ -269,7 +287,7 @@ async def test_local_and_redis_answer_alike(client: redis.asyncio.Redis) -> None
     for _ in range(600):
         now += rng.choice([0.0, 0.0, 0.001, 0.01, 0.05, 0.2, 0.7, 1.0, 1.3])
         sequence.append((rng.choice("abc"), rng.choice([1, 2, 3, 5, 8]), now))
-    remote = RedisRateLimiter(client, prefix=unique("rate") + ":")
+    remote = GateLimiter(client, prefix=unique("rate") + ":")
     local = LocalRateLimiter()
     remote_decisions = [await remote.hit(k, lim, now=t) for k, lim, t in sequence]
     local_decisions = [await local.hit(k, lim, now=t) for k, lim, t in sequence]
@@ -281,7 +299,7 @@ async def test_local_and_redis_answer_alike(client: redis.asyncio.Redis) -> None
 async def test_redis_limiter_unavailable_while_down_then_recovers(
     redis_server: RedisServer, client: redis.asyncio.Redis
 ) -> None:
-    limiter = RedisRateLimiter(client, prefix=unique("rate") + ":")
+    limiter = GateLimiter(client, prefix=unique("rate") + ":")
     assert (await limiter.hit("k", 5, now=T0)).allowed
     with redis_server.down(), pytest.raises(RateLimiterUnavailable):
         await limiter.hit("k", 5, now=T0)
@@ -291,7 +309,7 @@ async def test_redis_limiter_unavailable_while_down_then_recovers(
 
 async def test_redis_limiter_keys_expire(client: redis.asyncio.Redis) -> None:
     prefix = unique("rate") + ":"
-    limiter = RedisRateLimiter(client, prefix=prefix)
+    limiter = GateLimiter(client, prefix=prefix)
     await limiter.hit("k", 5, now=time.time())
     assert 0 < await client.pttl(prefix + "k") <= 2000
 

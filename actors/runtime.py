@@ -1,0 +1,35 @@
+"""What every platform actor shares: how it is started, and the loop its timers run in."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+async def every(seconds: float, job: Callable[[], Awaitable[Any]]) -> None:
+    """Run ``job`` now and then every ``seconds`` after it finishes, for good; a failing run is
+    logged and the next one comes as usual (the jobs are idempotent sweeps and pollers)."""
+    while True:
+        try:
+            await job()
+        except Exception:
+            log.exception("background job %s failed", getattr(job, "__qualname__", job))
+        await asyncio.sleep(seconds)
+
+
+def named_actor(actor_class: Any, name: str, namespace: str, *, max_concurrency: int) -> Any:
+    """How every platform actor is started: by name, found instead when it already runs,
+    detached (it outlives whoever started it), with no CPU reserved (they wait on I/O, many
+    to a core). Call ``.remote(...)`` on the result with the class's arguments."""
+    return actor_class.options(
+        name=name,
+        namespace=namespace,
+        get_if_exists=True,
+        lifetime="detached",
+        max_concurrency=max_concurrency,
+        num_cpus=0,
+    )
