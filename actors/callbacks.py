@@ -1,5 +1,5 @@
 """The callback courier: delivers the outbox's status-change messages to distributors,
-signed with the platform's Ed25519 key (SIGNING.md, "Callbacks from the platform"), retried
+signed with the platform's Ed25519 key (docs/signing.md, "Callbacks from the platform"), retried
 with exponential backoff until the receiver answers 2xx."""
 
 from __future__ import annotations

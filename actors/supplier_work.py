@@ -8,15 +8,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-import ray
-
 from actors.catalog_sync import CatalogSyncFailed
-from actors.supplier_actor import SupplierService
-from domain.negotiation import backoff
+from actors.interfaces import OrderHostCalls, SessionStock
+from actors.supplier_service import SupplierService
+from domain.negotiation import NegotiationKind, backoff
 from persistence.catalog import CatalogRepository
 from persistence.work import Negotiation, WorkRepository
 from suppliers.gateway import CallResult, Catalog, Outcome
@@ -25,49 +23,9 @@ log = logging.getLogger(__name__)
 
 
 class OrderRouter(Protocol):
-    """Where the supplier's answers about an order go: that order's actor."""
+    """Where the supplier's answers about an order go: the host of that order's actor."""
 
-    async def negotiation_answer(
-        self, order_id: str, kind: str, result: CallResult[Any]
-    ) -> str: ...
-    async def supplier_refunded(self, order_id: str, refunded_at: datetime) -> str: ...
-    async def delivery_update(self, order_id: str, status: str) -> str: ...
-
-
-class RayOrderRouter:
-    def __init__(self, instance: str, namespace: str, hosts: int) -> None:
-        self._instance = instance
-        self._namespace = namespace
-        self._hosts = hosts
-        self._handles: dict[int, Any] = {}
-
-    def _host(self, order_id: str) -> Any:
-        from actors.order_actor import host_index, host_name
-
-        i = host_index(order_id, self._hosts)
-        if i not in self._handles:
-            self._handles[i] = ray.get_actor(
-                host_name(self._instance, i), namespace=self._namespace
-            )
-        return self._handles[i]
-
-    async def negotiation_answer(self, order_id: str, kind: str, result: CallResult[Any]) -> str:
-        status: str = await self._host(order_id).negotiation_answer.remote(order_id, kind, result)
-        return status
-
-    async def supplier_refunded(self, order_id: str, refunded_at: datetime) -> str:
-        status: str = await self._host(order_id).supplier_refunded.remote(order_id, refunded_at)
-        return status
-
-    async def delivery_update(self, order_id: str, status: str) -> str:
-        got: str = await self._host(order_id).delivery_update.remote(order_id, status)
-        return got
-
-
-@dataclass(frozen=True, slots=True)
-class SessionStock:
-    tiers: tuple[tuple[str, int], ...]  # (tier_ref, available)
-    as_of: datetime
+    def for_order(self, order_id: str) -> OrderHostCalls: ...
 
 
 class SupplierWorker:
@@ -145,13 +103,15 @@ class SupplierWorker:
 
     async def _poll_one(self, n: Negotiation, now: datetime) -> bool:
         async with self._slots:
-            if n.kind == "issue":
+            if n.kind is NegotiationKind.ISSUE:
                 result: CallResult[Any] = await self._service.query_issue(n.order_id)
             else:
                 result = await self._service.query_refund(n.order_id)
             if result.outcome is not Outcome.UNKNOWN:
                 try:
-                    await self._router.negotiation_answer(n.order_id, n.kind, result)
+                    await self._router.for_order(n.order_id).negotiation_answer(
+                        n.order_id, n.kind, result
+                    )
                     return True
                 except Exception as exc:  # the order's host is restarting: ask again later
                     log.warning("could not deliver the answer for %s: %r", n.order_id, exc)
@@ -197,7 +157,9 @@ class SupplierWorker:
         last, handled = await self._apply_events(
             refunds,
             refund_seq,
-            lambda ev: self._router.supplier_refunded(ev.order_id, ev.refunded_at),
+            lambda ev: self._router.for_order(ev.order_id).supplier_refunded(
+                ev.order_id, ev.refunded_at
+            ),
         )
         if last != refund_seq:
             await self._work.advance_feed(self.supplier_id, refund_seq=last)
@@ -205,7 +167,7 @@ class SupplierWorker:
         last, more = await self._apply_events(
             deliveries,
             delivery_seq,
-            lambda ev: self._router.delivery_update(ev.order_id, ev.status),
+            lambda ev: self._router.for_order(ev.order_id).delivery_update(ev.order_id, ev.status),
         )
         if last != delivery_seq:
             await self._work.advance_feed(self.supplier_id, delivery_seq=last)

@@ -30,6 +30,7 @@ from enum import Enum
 from types import FunctionType, ModuleType, SimpleNamespace
 from typing import Any, cast
 
+from actors.interfaces import OrderHostCalls
 from actors.order_actor import OrderActor
 from bench.common import FastSignedClient, Stack, Timings, run_concurrently, stack, timed
 from domain.ids import order_id_for
@@ -162,8 +163,8 @@ async def bulk_insert(s: Stack, orders: list[OpenOrder]) -> float:
     return time.perf_counter() - started
 
 
-async def hosts_rss(hosts: list[Any]) -> list[int]:
-    return list(await asyncio.gather(*(h.rss_bytes.remote() for h in hosts)))
+async def hosts_rss(hosts: list[OrderHostCalls]) -> list[int]:
+    return list(await asyncio.gather(*(h.rss_bytes() for h in hosts)))
 
 
 # -- the in-process cross-check ----------------------------------------------------------
@@ -292,10 +293,10 @@ async def main_async(s: Stack, n: int, sample: int, concurrency: int) -> bool:
     await asyncio.sleep(2.0)  # let the hosts' start-up settle before the baseline
     before = await hosts_rss(hosts)
     started = time.perf_counter()
-    held = list(await asyncio.gather(*(h.activate_many.remote(ids) for h in hosts)))
+    held = list(await asyncio.gather(*(h.activate_many(ids) for h in hosts)))
     activated = time.perf_counter() - started
     after = await hosts_rss(hosts)
-    stats = list(await asyncio.gather(*(h.stats.remote() for h in hosts)))
+    stats = list(await asyncio.gather(*(h.stats() for h in hosts)))
 
     total_held = sum(held)
     total_before, total_after = sum(before), sum(after)
@@ -322,7 +323,7 @@ async def main_async(s: Stack, n: int, sample: int, concurrency: int) -> bool:
 
     picked = random.Random(3).sample(ids, min(sample, len(ids)))
     reads, outcomes = await read_sample(s, picked, concurrency)
-    again = list(await asyncio.gather(*(h.stats.remote() for h in hosts)))
+    again = list(await asyncio.gather(*(h.stats() for h in hosts)))
     print(
         f"\nlive check: {len(picked):,} random held orders read through the signed API, "
         f"concurrency {concurrency}"

@@ -30,7 +30,9 @@ from zoneinfo import ZoneInfo
 import asyncpg
 from sqlalchemy import select
 
-from actors.settlement_actor import SettlementBook, SettlementService
+from actors.settlement_actor import SettlementService
+from domain.flows import FlowKind
+from domain.settlement import SettlementBook
 from persistence.db import make_engine
 from persistence.migrate import upgrade_async
 from persistence.settlement import TAIL_COLUMNS, sql_period_group_by, sql_snapshot
@@ -72,9 +74,9 @@ def synthetic_flows(
     out: list[tuple[Any, ...]] = []
     o = 0
 
-    def add(oid: str, d: str, s: str, kind: str, sign: int, amount: int, at: datetime) -> None:
+    def add(oid: str, d: str, s: str, kind: FlowKind, sign: int, amount: int, at: datetime) -> None:
         day = at.astimezone(TZ).date().isoformat()
-        out.append((len(out) + 1, oid, d, s, kind, sign, 0, amount, "CNY", at, day, day, at))
+        out.append((len(out) + 1, oid, d, s, kind.value, sign, 0, amount, "CNY", at, day, day, at))
 
     while len(out) < n:
         o += 1
@@ -86,24 +88,25 @@ def synthetic_flows(
         rec = (settle + rng.randrange(0, 20_000)) * qty
         sett = settle * qty
         locked = start + timedelta(seconds=rng.randrange(span))
-        add(oid, d, s, "receivable", 1, rec, locked)
+        add(oid, d, s, FlowKind.RECEIVABLE, 1, rec, locked)
         fate = rng.random()
         if fate < 0.15:
             continue
         if fate < 0.25:
-            add(oid, d, s, "receivable", -1, rec, locked + timedelta(minutes=rng.randint(1, 900)))
+            canceled = locked + timedelta(minutes=rng.randint(1, 900))
+            add(oid, d, s, FlowKind.RECEIVABLE, -1, rec, canceled)
             continue
         fixed = locked + timedelta(seconds=rng.randint(5, 600))
-        add(oid, d, s, "settlement", 1, sett, fixed)
+        add(oid, d, s, FlowKind.SETTLEMENT, 1, sett, fixed)
         if fate < 0.85:
             continue
         supplier_refund = fixed + timedelta(hours=rng.randint(1, 36))
-        add(oid, d, s, "settlement", -1, sett, supplier_refund)
+        add(oid, d, s, FlowKind.SETTLEMENT, -1, sett, supplier_refund)
         add(
             oid,
             d,
             s,
-            "receivable",
+            FlowKind.RECEIVABLE,
             -1,
             rec,
             supplier_refund + timedelta(minutes=rng.randint(1, 1440)),

@@ -1,4 +1,4 @@
-"""Receivable and settlement flows (DESIGN.md, "Flows"), derived from an order's state.
+"""Receivable and settlement flows (docs/design.md, "Flows"), derived from an order's state.
 
 `flows_for` returns every flow an order carries given its history and its supplier-refund
 record. It is a pure function of facts that never change once recorded (the times of the
@@ -15,11 +15,12 @@ updated or deleted.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from enum import StrEnum
 
-from domain.order import Order
+from domain.order import Fact, Moved, Order, SupplierRefundRecorded
 from domain.status import OrderStatus
 
 
@@ -57,40 +58,66 @@ def _first(order: Order, status: OrderStatus) -> datetime | None:
     return next((h.at for h in order.history if h.status is status), None)
 
 
-_SETTLEMENT_MINUS = (OrderStatus.REFUNDING, OrderStatus.REFUNDED, OrderStatus.REFUND_FAIL)
+# Statuses that carry the settlement minus flow once the supplier's refund is recorded.
+SETTLEMENT_MINUS_STATUSES = frozenset(
+    {OrderStatus.REFUNDING, OrderStatus.REFUNDED, OrderStatus.REFUND_FAIL}
+)
+
+
+def _flow(order: Order, kind: FlowKind, sign: int, at: datetime) -> Flow:
+    unit = order.unit_price if kind is FlowKind.RECEIVABLE else order.settlement_price
+    return Flow(
+        order_id=order.id,
+        distributor_id=order.distributor_id,
+        supplier_id=order.supplier_id,
+        kind=kind,
+        sign=sign,
+        refund_no=0,
+        amount=unit * order.quantity,
+        currency=order.currency,
+        basis_time=at,
+    )
 
 
 def flows_for(order: Order, supplier_refunded_at: datetime | None = None) -> list[Flow]:
-    def flow(kind: FlowKind, sign: int, at: datetime) -> Flow:
-        unit = order.unit_price if kind is FlowKind.RECEIVABLE else order.settlement_price
-        return Flow(
-            order_id=order.id,
-            distributor_id=order.distributor_id,
-            supplier_id=order.supplier_id,
-            kind=kind,
-            sign=sign,
-            refund_no=0,
-            amount=unit * order.quantity,
-            currency=order.currency,
-            basis_time=at,
-        )
-
+    """Every flow the order carries, from its whole history and its supplier-refund time."""
     out: list[Flow] = []
     locked_at = _first(order, OrderStatus.LOCKED)
     if locked_at is None:
         return out  # never locked (NEW, LOCK_FAILED): nothing is owed either way
-    out.append(flow(FlowKind.RECEIVABLE, +1, locked_at))
+    out.append(_flow(order, FlowKind.RECEIVABLE, +1, locked_at))
     fixed_at = _first(order, OrderStatus.FIXED)
     if fixed_at is not None:
-        out.append(flow(FlowKind.SETTLEMENT, +1, fixed_at))
+        out.append(_flow(order, FlowKind.SETTLEMENT, +1, fixed_at))
     if order.status is OrderStatus.CANCELED:
         canceled_at = _first(order, OrderStatus.CANCELED)
         assert canceled_at is not None
-        out.append(flow(FlowKind.RECEIVABLE, -1, canceled_at))
+        out.append(_flow(order, FlowKind.RECEIVABLE, -1, canceled_at))
     if order.status is OrderStatus.REFUNDED:
         refunded_at = _first(order, OrderStatus.REFUNDED)
         assert refunded_at is not None
-        out.append(flow(FlowKind.RECEIVABLE, -1, refunded_at))
-    if order.status in _SETTLEMENT_MINUS and supplier_refunded_at is not None:
-        out.append(flow(FlowKind.SETTLEMENT, -1, supplier_refunded_at))
+        out.append(_flow(order, FlowKind.RECEIVABLE, -1, refunded_at))
+    if order.status in SETTLEMENT_MINUS_STATUSES and supplier_refunded_at is not None:
+        out.append(_flow(order, FlowKind.SETTLEMENT, -1, supplier_refunded_at))
+    return out
+
+
+def flows_implied(order: Order, facts: Iterable[Fact]) -> list[Flow]:
+    """The flows that `facts` (recorded by the order's latest moves) bring into being. Over
+    an order's whole life they add up to `flows_for`: each flow comes from the one fact that
+    fixes its basis time."""
+    out: list[Flow] = []
+    for fact in facts:
+        if isinstance(fact, Moved):
+            status, at = fact.entry.status, fact.entry.at
+            if status is OrderStatus.LOCKED:
+                out.append(_flow(order, FlowKind.RECEIVABLE, +1, at))
+            elif status is OrderStatus.FIXED:
+                out.append(_flow(order, FlowKind.SETTLEMENT, +1, at))
+            elif status in (OrderStatus.CANCELED, OrderStatus.REFUNDED) and order.went_through(
+                OrderStatus.LOCKED
+            ):
+                out.append(_flow(order, FlowKind.RECEIVABLE, -1, at))
+        elif isinstance(fact, SupplierRefundRecorded) and order.status in SETTLEMENT_MINUS_STATUSES:
+            out.append(_flow(order, FlowKind.SETTLEMENT, -1, fact.refund.refunded_at))
     return out

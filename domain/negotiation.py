@@ -1,6 +1,6 @@
 """How often to ask a supplier about an issue whose outcome is unknown, and for how long.
 
-The policy follows the supplier's live statistics (DESIGN.md, "Adaptive thresholds"):
+The policy follows the supplier's live statistics (docs/design.md, "Adaptive polling"):
 
     interval = clamp((BASE_INTERVAL + 4 * p95_latency) * (1 + 4 * unknown_rate),
                      MIN_INTERVAL, MAX_INTERVAL)
@@ -20,6 +20,36 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
+
+
+class NegotiationKind(StrEnum):
+    """What the supplier is being asked about: an issue or a refund whose outcome is unknown."""
+
+    ISSUE = "issue"
+    REFUND = "refund"
+
+
+class NegotiationStatus(StrEnum):
+    ACTIVE = "active"  # the supplier actor polls it
+    FLAGGED = "flagged"  # past its give-up time: a person decides
+    RESOLVED = "resolved"
+
+
+# Negotiations that still stand for their order (a timer leaves such an order alone).
+OPEN_NEGOTIATION = frozenset({NegotiationStatus.ACTIVE, NegotiationStatus.FLAGGED})
+
+
+class Resolution(StrEnum):
+    """How a negotiation ended."""
+
+    DONE = "done"  # a poll answered: the supplier did it
+    FAILED = "failed"  # a poll answered: the supplier definitely did not
+    OPERATOR_CANCEL = "operator_cancel"
+    OPERATOR_ISSUED = "operator_issued"
+    SUPPLIER_FEED = "supplier_feed"  # the supplier's own refund feed settled it
+    SUPERSEDED = "superseded"  # the order had moved on by the time the answer came
+
 
 BASE_INTERVAL_S = 2.0
 POLLS = 30

@@ -1,8 +1,10 @@
 """The order aggregate: its fields, its money, and the guarded moves between statuses.
 
 Pure: every move takes `now` from the caller, and nothing here touches a database or a
-supplier. The order actor loads an `Order`, calls one move, and persists the result with a
-compare-and-set on `version`.
+supplier. Each move records the facts it implies (`Order.facts`: a history entry, seats to
+release, a negotiation opened or closed, a supplier refund, a delivery step); the order actor
+loads an `Order`, makes a move, and the repository saves the move with its facts' rows in one
+transaction, with a compare-and-set on `version`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from domain.money import Money
+from domain.negotiation import NegotiationKind, PollingPolicy, Resolution
 from domain.status import DeliveryStatus, InvalidTransition, OrderStatus, transition
 
 # Statuses in which the supplier has issued the tickets (whatever happened after).
@@ -40,6 +43,90 @@ class HistoryEntry:
     status: OrderStatus
     at: datetime
     reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SupplierRefund:
+    """A refund the supplier made, with its own refund time (the basis of the settlement minus
+    flow) and who started it."""
+
+    refunded_at: datetime
+    initiated_by: str  # "platform" | "supplier"
+
+
+# -- facts: what a move implies, recorded by the move itself ---------------------------------
+# Each move appends the facts it brings into being to `Order.facts`; the repository writes
+# each fact's rows in the move's transaction (one mapping, persistence/orders.py), and flows
+# (domain/flows.py) and callbacks (domain/callbacks.py) are derived from the same facts.
+
+
+@dataclass(frozen=True, slots=True)
+class Moved:
+    """The order's status changed: a history row."""
+
+    entry: HistoryEntry
+
+
+@dataclass(frozen=True, slots=True)
+class TicketsIssued:
+    tickets: tuple[IssuedTicket, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SeatsToRelease:
+    """The supplier may hold seats for this order: release them (best effort, retried)."""
+
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NegotiationOpened:
+    """The supplier's answer is unknown: poll it from `next_poll_at`, ask a person after
+    `give_up_at`."""
+
+    kind: NegotiationKind
+    started_at: datetime
+    next_poll_at: datetime
+    give_up_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NegotiationClosed:
+    kind: NegotiationKind
+    resolution: Resolution
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SupplierRefundRecorded:
+    refund: SupplierRefund
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryChanged:
+    """The supplier reported a delivery step (the delivery that comes with issuing is part
+    of the FIXED move, told by its status callback)."""
+
+    status: DeliveryStatus
+    at: datetime
+
+
+Fact = (
+    Moved
+    | TicketsIssued
+    | SeatsToRelease
+    | NegotiationOpened
+    | NegotiationClosed
+    | SupplierRefundRecorded
+    | DeliveryChanged
+)
+
+# The negotiation an order in flight with the supplier would have open.
+_NEGOTIATING: dict[OrderStatus, NegotiationKind] = {
+    OrderStatus.FIXING: NegotiationKind.ISSUE,
+    OrderStatus.REFUNDING: NegotiationKind.REFUND,
+}
 
 
 @dataclass(slots=True)
@@ -70,8 +157,14 @@ class Order:
     tickets: tuple[IssuedTicket, ...] = ()
     history: list[HistoryEntry] = field(default_factory=list)
     version: int = 0
-    # History entries made since the order was loaded; the repository writes and clears them.
-    unsaved_history: list[HistoryEntry] = field(default_factory=list)
+    # Facts recorded by the moves made since the order was loaded; the repository writes
+    # their rows with the move and clears them.
+    facts: list[Fact] = field(default_factory=list)
+
+    @property
+    def unsaved_history(self) -> list[HistoryEntry]:
+        """History entries made since the order was loaded (not yet written)."""
+        return [f.entry for f in self.facts if isinstance(f, Moved)]
 
     # -- money -------------------------------------------------------------------------
     @property
@@ -92,27 +185,58 @@ class Order:
             and now >= self.lock_expires_at
         )
 
+    def went_through(self, status: OrderStatus) -> bool:
+        return any(h.status is status for h in self.history)
+
     # -- moves ---------------------------------------------------------------------------
-    def _move(self, target: OrderStatus, now: datetime, reason: str | None = None) -> None:
-        self.status = transition(self.status, target)
-        entry = HistoryEntry(target, now, reason)
+    def _entry(self, entry: HistoryEntry) -> None:
         self.history.append(entry)
-        self.unsaved_history.append(entry)
-        self.updated_at = now
+        self.facts.append(Moved(entry))
+        self.updated_at = entry.at
+
+    def _move(
+        self,
+        target: OrderStatus,
+        now: datetime,
+        reason: str | None = None,
+        *,
+        closes: Resolution | None = None,
+    ) -> None:
+        """Move to `target`; with `closes`, the negotiation the current status had open ends
+        with that resolution (the move is how its outcome was learned)."""
+        kind = _NEGOTIATING.get(self.status)
+        self.status = transition(self.status, target)
+        self._entry(HistoryEntry(target, now, reason))
+        if closes is not None:
+            assert kind is not None, "only an order in flight with the supplier negotiates"
+            self.facts.append(NegotiationClosed(kind, closes, now))
+
+    def begin(self, now: datetime) -> None:
+        """The first entry of a new order (NEW), written before the supplier hears of it."""
+        if self.history:
+            raise InvalidTransition("order", self.status.value, OrderStatus.NEW.value)
+        self._entry(HistoryEntry(OrderStatus.NEW, now))
 
     def mark_locked(self, now: datetime, lock_ref: str, expires_at: datetime) -> None:
         self._move(OrderStatus.LOCKED, now)
         self.supplier_lock_ref = lock_ref
         self.lock_expires_at = expires_at
 
-    def mark_lock_failed(self, now: datetime, reason: str) -> None:
+    def mark_lock_failed(
+        self, now: datetime, reason: str, *, seats_may_be_held: bool = False
+    ) -> None:
+        """Fail fast. When the supplier's answer was unknown it may hold seats: release them."""
         self._move(OrderStatus.LOCK_FAILED, now, reason)
         self.failure_reason = reason
+        if seats_may_be_held:
+            self.facts.append(SeatsToRelease(now))
 
     def start_fixing(self, now: datetime) -> None:
         self._move(OrderStatus.FIXING, now)
 
-    def mark_fixed(self, now: datetime, tickets: tuple[IssuedTicket, ...]) -> None:
+    def mark_fixed(
+        self, now: datetime, tickets: tuple[IssuedTicket, ...], *, closes: Resolution | None = None
+    ) -> None:
         if not tickets:
             raise ValueError("an issued order carries its tickets")
         # E-ticket codes are the delivery; paper tickets wait for the courier. Both moves are
@@ -124,30 +248,81 @@ class Order:
         )
         transition(self.status, OrderStatus.FIXED)  # checks only; _move below makes it
         delivery = transition(self.delivery_status, target)
-        self._move(OrderStatus.FIXED, now)
+        self._move(OrderStatus.FIXED, now, closes=closes)
         self.tickets = tickets
         self.delivery_status = delivery
+        self.facts.append(TicketsIssued(tickets))
 
-    def cancel(self, now: datetime, reason: str) -> None:
-        self._move(OrderStatus.CANCELED, now, reason)
+    def cancel(self, now: datetime, reason: str, *, closes: Resolution | None = None) -> None:
+        """Every cancel gives the seats back: a release of what the supplier holds follows."""
+        self._move(OrderStatus.CANCELED, now, reason, closes=closes)
         self.failure_reason = reason
+        self.facts.append(SeatsToRelease(now))
 
     def start_refund(self, now: datetime, reason: str) -> None:
         self._move(OrderStatus.REFUNDING, now, reason)
 
-    def mark_refunded(self, now: datetime) -> None:
-        self._move(OrderStatus.REFUNDED, now)
+    def mark_refunded(
+        self, now: datetime, refund: SupplierRefund, *, closes: Resolution | None = None
+    ) -> None:
+        self._move(OrderStatus.REFUNDED, now, closes=closes)
+        self.facts.append(SupplierRefundRecorded(refund, now))
 
-    def mark_refund_failed(self, now: datetime, reason: str) -> None:
-        self._move(OrderStatus.REFUND_FAIL, now, reason)
+    def mark_refund_failed(
+        self, now: datetime, reason: str, *, closes: Resolution | None = None
+    ) -> None:
+        self._move(OrderStatus.REFUND_FAIL, now, reason, closes=closes)
         self.failure_reason = reason
 
+    def negotiate(
+        self, now: datetime, policy: PollingPolicy, *, poll_at: datetime | None = None
+    ) -> None:
+        """The supplier's answer to the call in flight is unknown: ask it (never do it again)
+        until it says, from `poll_at` (default: one interval from now)."""
+        kind = _NEGOTIATING.get(self.status)
+        if kind is None:
+            raise InvalidTransition("negotiation", self.status.value, "negotiating")
+        self.facts.append(
+            NegotiationOpened(
+                kind,
+                started_at=self.updated_at,
+                next_poll_at=poll_at or now + policy.interval,
+                give_up_at=now + policy.give_up_after,
+            )
+        )
+
+    def close_negotiation(
+        self, kind: NegotiationKind, resolution: Resolution, now: datetime
+    ) -> None:
+        """End a negotiation the order no longer needs (it was decided another way)."""
+        self.facts.append(NegotiationClosed(kind, resolution, now))
+
     def advance_delivery(self, target: DeliveryStatus, now: datetime) -> None:
-        """A delivery update from the supplier; delivery starts only once tickets exist."""
+        """One delivery step; delivery starts only once tickets exist."""
+        self._deliver((target,), now)
+
+    def report_delivery(self, target: DeliveryStatus, now: datetime) -> bool:
+        """A delivery update from the supplier; False if the order is there already. A
+        DELIVERED update may arrive without the SHIPPED before it: both steps are made."""
+        if self.delivery_status is target:
+            return False
+        steps = (
+            (DeliveryStatus.SHIPPED, target)
+            if target is DeliveryStatus.DELIVERED and self.delivery_status is DeliveryStatus.PENDING
+            else (target,)
+        )
+        self._deliver(steps, now)
+        return True
+
+    def _deliver(self, steps: tuple[DeliveryStatus, ...], now: datetime) -> None:
         if self.status not in ISSUED_STATUSES:
-            raise InvalidTransition("delivery", self.delivery_status.value, target.value)
-        self.delivery_status = transition(self.delivery_status, target)
+            raise InvalidTransition("delivery", self.delivery_status.value, steps[-1].value)
+        current = self.delivery_status
+        for step in steps:  # all checked before any is made
+            current = transition(current, step)
+        self.delivery_status = current
         self.updated_at = now
+        self.facts.append(DeliveryChanged(current, now))
 
 
 def request_fingerprint(fields: Mapping[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""Request signing, version 1: the distributor <-> platform contract (see SIGNING.md).
+"""Request signing, version 1: the distributor <-> platform contract (see docs/signing.md).
 
 Pure functions only. The caller supplies the clock (``now``) and, if it wants, the nonce;
 looking keys up and remembering nonces belong to the edges.
@@ -97,7 +97,7 @@ class SignedHeaders:
 
 
 def canonical_query(raw_query: str) -> str:
-    """Canonical query line (SIGNING.md line 4).
+    """Canonical query line (docs/signing.md, line 4 of the string to sign).
 
     Beyond the contract: empty segments (``a=1&&b=2``, a trailing ``&``) are dropped; a pair
     without ``=`` counts as ``name=``; only the first ``=`` splits name from value; a ``%``
@@ -143,7 +143,7 @@ def string_to_sign(
     nonce: str,
     body: bytes,
 ) -> str:
-    """The eight-line string both sides sign (SIGNING.md)."""
+    """The eight-line string both sides sign (docs/signing.md)."""
     return "\n".join(
         (
             SIGNATURE_VERSION,

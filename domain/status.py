@@ -1,4 +1,4 @@
-"""The order and delivery status machines of DESIGN.md, as data.
+"""The order and delivery status machines of docs/design.md, as data.
 
 Each machine is a `StrEnum`, a table of allowed moves and a terminal set; `transition`
 is the one place that checks a move and raises `InvalidTransition`.

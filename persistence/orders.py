@@ -1,12 +1,12 @@
 """The order repository: load an order whole, insert a new one, save a move with a
-compare-and-set on its version (the new status, its history rows and its tickets in one
-transaction)."""
+compare-and-set on its version. A move's facts (`domain.order.Fact`) are written as their rows
+in the move's transaction, each fact type mapped to its rows in one place (`_write_facts`):
+history, tickets, negotiation, release, supplier-refund record, and the flows and callbacks
+derived from the same facts."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
@@ -14,8 +14,23 @@ from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from domain.flows import FlowKind, flows_for
-from domain.order import DeliveryMethod, HistoryEntry, IssuedTicket, Order
+from domain.callbacks import callbacks_implied
+from domain.flows import flows_implied
+from domain.negotiation import OPEN_NEGOTIATION, NegotiationStatus
+from domain.order import (
+    DeliveryChanged,
+    DeliveryMethod,
+    Fact,
+    HistoryEntry,
+    IssuedTicket,
+    Moved,
+    NegotiationClosed,
+    NegotiationOpened,
+    Order,
+    SeatsToRelease,
+    SupplierRefundRecorded,
+    TicketsIssued,
+)
 from domain.status import DeliveryStatus, OrderStatus
 from persistence.db import again_if_dropped
 from persistence.ledger import insert_ignore, write_flows
@@ -28,11 +43,6 @@ from persistence.tables import (
     supplier_refunds,
     tickets,
 )
-
-SETTLEMENT_MINUS_STATUSES = frozenset(
-    {OrderStatus.REFUNDING, OrderStatus.REFUNDED, OrderStatus.REFUND_FAIL}
-)
-
 
 # The statements of every move, built once: SQLAlchemy then finds their compiled form by a
 # cache key it computed once, instead of building and keying a new statement per call (which
@@ -52,6 +62,19 @@ _INSERT_ORDER = insert(orders)
 _INSERT_HISTORY = insert(order_history)
 _INSERT_TICKETS = insert(tickets)
 _INSERT_OUTBOX = insert(outbox)
+_DELETE_NEGOTIATION = delete(negotiations).where(
+    negotiations.c.order_id == bindparam("b_id"), negotiations.c.kind == bindparam("b_kind")
+)
+_INSERT_NEGOTIATION = insert(negotiations)
+_CLOSE_NEGOTIATION = (
+    update(negotiations)
+    .where(negotiations.c.order_id == bindparam("b_id"), negotiations.c.kind == bindparam("b_kind"))
+    .values(
+        status=NegotiationStatus.RESOLVED.value,
+        resolution=bindparam("b_resolution"),
+        resolved_at=bindparam("b_at"),
+    )
+)
 # The SET clause comes from the parameters' column names; the WHERE binds are named apart.
 _UPDATE_IF_VERSION = update(orders).where(
     orders.c.id == bindparam("b_id"), orders.c.version == bindparam("b_version")
@@ -60,46 +83,6 @@ _UPDATE_IF_VERSION = update(orders).where(
 
 class StaleOrder(Exception):
     """Another writer moved the order first; reload and decide again."""
-
-
-@dataclass(frozen=True, slots=True)
-class StartNegotiation:
-    kind: str  # "issue" | "refund"
-    next_poll_at: datetime
-    give_up_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class SupplierRefundRecord:
-    refunded_at: datetime  # the supplier's own refund time
-    initiated_by: str  # "platform" | "supplier"
-
-
-@dataclass(slots=True)
-class Effects:
-    """Rows that go with a move, in the move's transaction."""
-
-    start_negotiation: StartNegotiation | None = None
-    resolve_negotiation: tuple[str, str] | None = None  # (kind, resolution)
-    schedule_release: bool = False
-    supplier_refund: SupplierRefundRecord | None = None
-    delivery_changed: bool = False
-    notes: list[str] = field(default_factory=list)
-
-
-def callback_body(order: Order, event: str, status: str, at: datetime) -> str:
-    return json.dumps(
-        {
-            "type": event,
-            "order_id": order.id,
-            "distributor_order_id": order.distributor_order_id,
-            "status": order.status.value if event == "order.delivery_changed" else status,
-            "delivery_status": order.delivery_status.value,
-            "at": at.astimezone(UTC).isoformat(),
-        },
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
 
 
 def _row_values(order: Order) -> dict[str, Any]:
@@ -191,7 +174,7 @@ class OrderRepository:
         async def write() -> None:
             async with self._engine.begin() as conn:
                 await conn.execute(_INSERT_ORDER, values)
-                await self._write_history(conn, order, first_seq=0)
+                await self._write_facts(conn, order, first_seq=0)
 
         try:
             await again_if_dropped(write)
@@ -201,7 +184,7 @@ class OrderRepository:
             if not await self._exists(order):
                 raise
             return False
-        order.unsaved_history.clear()
+        order.facts.clear()
         return True
 
     async def _exists(self, order: Order) -> bool:
@@ -217,11 +200,10 @@ class OrderRepository:
         async with self._engine.connect() as conn:
             return (await conn.execute(q)).first() is not None
 
-    async def save(self, order: Order, effects: Effects | None = None) -> None:
-        """Persist the moves made since load, if nobody else has moved the order since,
-        with the rows that go with them (negotiation, release, refund record, callbacks)."""
+    async def save(self, order: Order) -> None:
+        """Persist the moves made since load, with their facts' rows, if nobody else has
+        moved the order since."""
         first_seq = len(order.history) - len(order.unsaved_history)
-        fx = effects or Effects()
 
         async def write() -> None:
             async with self._engine.begin() as conn:
@@ -236,141 +218,108 @@ class OrderRepository:
                 )
                 if result.rowcount != 1:
                     raise StaleOrder(order.id)
-                await self._write_history(conn, order, first_seq=first_seq)
-                if (
-                    order.tickets
-                    and order.status is OrderStatus.FIXED
-                    and any(e.status is OrderStatus.FIXED for e in order.unsaved_history)
-                ):
-                    await conn.execute(
-                        _INSERT_TICKETS,
-                        [
-                            {"order_id": order.id, "code": t.code, "seat": t.seat}
-                            for t in order.tickets
-                        ],
-                    )
-                await self._write_effects(conn, order, fx)
-                await self._write_flows(conn, order, fx)
+                await self._write_facts(conn, order, first_seq=first_seq)
 
         # A second run after a dropped connection is safe: if the first did commit, the
         # version check refuses the second (StaleOrder) and the caller reloads the truth.
         await again_if_dropped(write)
         order.version += 1
-        order.unsaved_history.clear()
+        order.facts.clear()
 
-    async def _write_flows(self, conn: AsyncConnection, order: Order, fx: Effects) -> None:
-        """The flows this save brings into being, in its transaction (idempotent by key)."""
-        moments = {e.at for e in order.unsaved_history}
-        refund_at = fx.supplier_refund.refunded_at if fx.supplier_refund else None
-        if refund_at is None and order.status in SETTLEMENT_MINUS_STATUSES and moments:
-            row = (
-                await conn.execute(
-                    select(supplier_refunds.c.refunded_at).where(
-                        supplier_refunds.c.order_id == order.id
-                    )
-                )
-            ).first()
-            refund_at = None if row is None else row[0]
-        due = [
-            f
-            for f in flows_for(order, refund_at)
-            if f.basis_time in moments
-            or (fx.supplier_refund is not None and f.kind is FlowKind.SETTLEMENT and f.sign < 0)
-        ]
-        if due:
-            await write_flows(conn, due, tz=self._tz, now=order.updated_at)
-
-    @staticmethod
-    async def _write_effects(conn: AsyncConnection, order: Order, fx: Effects) -> None:
-        now = order.updated_at
-        if fx.start_negotiation is not None:
-            n = fx.start_negotiation
-            await conn.execute(
-                delete(negotiations).where(
-                    negotiations.c.order_id == order.id, negotiations.c.kind == n.kind
-                )
-            )
-            await conn.execute(
-                insert(negotiations).values(
-                    order_id=order.id,
-                    kind=n.kind,
-                    supplier_id=order.supplier_id,
-                    status="active",
-                    started_at=now,
-                    next_poll_at=n.next_poll_at,
-                    give_up_at=n.give_up_at,
-                    attempts=0,
-                )
-            )
-        if fx.resolve_negotiation is not None:
-            kind, resolution = fx.resolve_negotiation
-            await conn.execute(
-                update(negotiations)
-                .where(negotiations.c.order_id == order.id, negotiations.c.kind == kind)
-                .values(status="resolved", resolution=resolution, resolved_at=now)
-            )
-        if fx.schedule_release:
-            # A second release of the same order is the same work: the key makes it a no-op.
-            await conn.execute(
-                insert_ignore(conn, releases).values(
-                    order_id=order.id,
-                    supplier_id=order.supplier_id,
-                    status="pending",
-                    attempts=0,
-                    next_attempt_at=now,
-                    created_at=now,
-                )
-            )
-        if fx.supplier_refund is not None:
-            await conn.execute(
-                insert_ignore(conn, supplier_refunds).values(
-                    order_id=order.id,
-                    supplier_id=order.supplier_id,
-                    refunded_at=fx.supplier_refund.refunded_at,
-                    initiated_by=fx.supplier_refund.initiated_by,
-                    recorded_at=now,
-                )
-            )
-        if order.callback_url:
-            bodies = [
-                callback_body(order, "order.status_changed", e.status.value, e.at)
-                for e in order.unsaved_history
-            ]
-            if fx.delivery_changed:
-                bodies.append(
-                    callback_body(order, "order.delivery_changed", order.status.value, now)
-                )
-            if bodies:
-                await conn.execute(
-                    _INSERT_OUTBOX,
-                    [
+    async def _write_facts(self, conn: AsyncConnection, order: Order, *, first_seq: int) -> None:
+        """Every row the order's unsaved facts imply; the one mapping from facts to rows."""
+        facts: list[Fact] = order.facts
+        history: list[dict[str, Any]] = []
+        for fact in facts:
+            match fact:
+                case Moved(entry):
+                    history.append(
                         {
                             "order_id": order.id,
-                            "url": order.callback_url,
-                            "body": b,
+                            "seq": first_seq + len(history),
+                            "status": entry.status.value,
+                            "at": entry.at,
+                            "reason": entry.reason,
+                        }
+                    )
+                case TicketsIssued(issued):
+                    await conn.execute(
+                        _INSERT_TICKETS,
+                        [{"order_id": order.id, "code": t.code, "seat": t.seat} for t in issued],
+                    )
+                case SeatsToRelease(at):
+                    # A second release of the same order is the same work: the key makes it a
+                    # no-op.
+                    await conn.execute(
+                        insert_ignore(conn, releases),
+                        {
+                            "order_id": order.id,
+                            "supplier_id": order.supplier_id,
                             "status": "pending",
                             "attempts": 0,
-                            "next_attempt_at": now,
-                            "created_at": now,
-                        }
-                        for b in bodies
-                    ],
-                )
-
-    @staticmethod
-    async def _write_history(conn: AsyncConnection, order: Order, *, first_seq: int) -> None:
-        if order.unsaved_history:
+                            "next_attempt_at": at,
+                            "created_at": at,
+                        },
+                    )
+                case NegotiationOpened(kind, started_at, next_poll_at, give_up_at):
+                    key = {"b_id": order.id, "b_kind": kind.value}
+                    await conn.execute(_DELETE_NEGOTIATION, key)
+                    await conn.execute(
+                        _INSERT_NEGOTIATION,
+                        {
+                            "order_id": order.id,
+                            "kind": kind.value,
+                            "supplier_id": order.supplier_id,
+                            "status": NegotiationStatus.ACTIVE.value,
+                            "started_at": started_at,
+                            "next_poll_at": next_poll_at,
+                            "give_up_at": give_up_at,
+                            "attempts": 0,
+                        },
+                    )
+                case NegotiationClosed(kind, resolution, at):
+                    await conn.execute(
+                        _CLOSE_NEGOTIATION,
+                        {
+                            "b_id": order.id,
+                            "b_kind": kind.value,
+                            "b_resolution": resolution.value,
+                            "b_at": at,
+                        },
+                    )
+                case SupplierRefundRecorded(refund, at):
+                    await conn.execute(
+                        insert_ignore(conn, supplier_refunds),
+                        {
+                            "order_id": order.id,
+                            "supplier_id": order.supplier_id,
+                            "refunded_at": refund.refunded_at,
+                            "initiated_by": refund.initiated_by,
+                            "recorded_at": at,
+                        },
+                    )
+                case DeliveryChanged():
+                    pass  # the order row carries it; its callback is derived below
+        if history:
+            await conn.execute(_INSERT_HISTORY, history)
+        due = flows_implied(order, facts)
+        if due:
+            await write_flows(conn, due, tz=self._tz, now=order.updated_at)
+        bodies = callbacks_implied(order, facts)
+        if bodies:
             await conn.execute(
-                _INSERT_HISTORY,
+                _INSERT_OUTBOX,
                 [
                     {
                         "order_id": order.id,
-                        "seq": first_seq + i,
-                        "status": e.status.value,
-                        "at": e.at,
-                        "reason": e.reason,
+                        "url": order.callback_url,
+                        "body": b,
+                        "status": "pending",
+                        "attempts": 0,
+                        "next_attempt_at": order.updated_at,
+                        "created_at": order.updated_at,
                     }
-                    for i, e in enumerate(order.unsaved_history)
+                    for b in bodies
                 ],
             )
 
@@ -406,10 +355,13 @@ class OrderRepository:
             q = q.where(orders.c.status == status)
         if supplier_id:
             q = q.where(orders.c.supplier_id == supplier_id)
-        for wanted, neg_status in ((negotiating, "active"), (flagged, "flagged")):
+        for wanted, neg_status in (
+            (negotiating, NegotiationStatus.ACTIVE),
+            (flagged, NegotiationStatus.FLAGGED),
+        ):
             if wanted is None:
                 continue
-            ids = select(negotiations.c.order_id).where(negotiations.c.status == neg_status)
+            ids = select(negotiations.c.order_id).where(negotiations.c.status == neg_status.value)
             q = q.where(orders.c.id.in_(ids) if wanted else orders.c.id.not_in(ids))
         return await self._page(q, after, limit)
 
@@ -434,17 +386,24 @@ class OrderRepository:
         FIXING or REFUNDING without a live negotiation (after a crash)."""
         live = (
             select(negotiations.c.order_id)
-            .where(negotiations.c.status.in_(["active", "flagged"]))
+            .where(negotiations.c.status.in_([s.value for s in OPEN_NEGOTIATION]))
             .scalar_subquery()
         )
         q = (
             select(orders.c.id)
             .where(
                 or_(
-                    and_(orders.c.status == "NEW", orders.c.created_at < new_before),
-                    and_(orders.c.status == "LOCKED", orders.c.lock_expires_at <= now),
                     and_(
-                        orders.c.status.in_(["FIXING", "REFUNDING"]),
+                        orders.c.status == OrderStatus.NEW.value, orders.c.created_at < new_before
+                    ),
+                    and_(
+                        orders.c.status == OrderStatus.LOCKED.value,
+                        orders.c.lock_expires_at <= now,
+                    ),
+                    and_(
+                        orders.c.status.in_(
+                            [OrderStatus.FIXING.value, OrderStatus.REFUNDING.value]
+                        ),
                         orders.c.id.not_in(live),
                     ),
                 )

@@ -11,15 +11,19 @@ from typing import Any
 from sqlalchemy import and_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from domain.negotiation import NegotiationKind, NegotiationStatus
 from persistence.tables import negotiations, outbox, releases, supplier_refunds, suppliers
+
+_ACTIVE = NegotiationStatus.ACTIVE.value
+_FLAGGED = NegotiationStatus.FLAGGED.value
 
 
 @dataclass(frozen=True, slots=True)
 class Negotiation:
     order_id: str
-    kind: str  # "issue" | "refund"
+    kind: NegotiationKind
     supplier_id: str
-    status: str  # "active" | "flagged" | "resolved"
+    status: NegotiationStatus
     started_at: datetime
     next_poll_at: datetime
     give_up_at: datetime
@@ -47,9 +51,9 @@ class OutboxMessage:
 def _negotiation(row: Any) -> Negotiation:
     return Negotiation(
         order_id=row.order_id,
-        kind=row.kind,
+        kind=NegotiationKind(row.kind),
         supplier_id=row.supplier_id,
-        status=row.status,
+        status=NegotiationStatus(row.status),
         started_at=row.started_at,
         next_poll_at=row.next_poll_at,
         give_up_at=row.give_up_at,
@@ -71,7 +75,7 @@ class WorkRepository:
             select(negotiations)
             .where(
                 negotiations.c.supplier_id == supplier_id,
-                negotiations.c.status == "active",
+                negotiations.c.status == _ACTIVE,
                 negotiations.c.next_poll_at <= now,
             )
             .order_by(negotiations.c.next_poll_at)
@@ -88,7 +92,7 @@ class WorkRepository:
     async def record_poll(
         self,
         order_id: str,
-        kind: str,
+        kind: NegotiationKind,
         *,
         next_poll_at: datetime,
         error: str | None,
@@ -100,35 +104,20 @@ class WorkRepository:
                 update(negotiations)
                 .where(
                     negotiations.c.order_id == order_id,
-                    negotiations.c.kind == kind,
-                    negotiations.c.status == "active",
+                    negotiations.c.kind == kind.value,
+                    negotiations.c.status == _ACTIVE,
                 )
                 .values(
                     attempts=negotiations.c.attempts + 1,
                     next_poll_at=next_poll_at,
                     last_error=error,
-                    status="flagged" if flag else "active",
+                    status=_FLAGGED if flag else _ACTIVE,
                 )
             )
-
-    async def reopen_negotiation(
-        self, order_id: str, kind: str, *, now: datetime, give_up_at: datetime
-    ) -> bool:
-        async with self._engine.begin() as conn:
-            res = await conn.execute(
-                update(negotiations)
-                .where(
-                    negotiations.c.order_id == order_id,
-                    negotiations.c.kind == kind,
-                    negotiations.c.status == "flagged",
-                )
-                .values(status="active", next_poll_at=now, give_up_at=give_up_at)
-            )
-        return res.rowcount == 1
 
     async def count_negotiations(self, supplier_id: str) -> dict[str, int]:
         q = select(negotiations.c.status).where(negotiations.c.supplier_id == supplier_id)
-        counts = {"active": 0, "flagged": 0, "resolved": 0}
+        counts = {s.value: 0 for s in NegotiationStatus}
         async with self._engine.connect() as conn:
             for (status,) in (await conn.execute(q)).all():
                 counts[status] = counts.get(status, 0) + 1

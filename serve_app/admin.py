@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from actors.startup import scale_supplier
 from domain.grants import GrantScope
 from domain.order import IssuedTicket
 from domain.status import OrderStatus
-from serve_app.app import admin, ask_host, read_body, reply_response, state_of
-from serve_app.auth import Caller
+from persistence.accounts import DISTRIBUTOR
+from serve_app.deps import AdminCaller, read_body, state_of
 from serve_app.errors import ApiError, error_response
 from serve_app.paging import decode_cursor, encode_cursor, parse_limit
+from serve_app.replies import reply_response
 from serve_app.responses import JSONResponse
 from serve_app.views import order_view, ts
+from suppliers.registry import build_gateway
 
-AdminCaller = Annotated[Caller, Depends(admin)]
 router = APIRouter(prefix="/admin/v1")
 
 
@@ -123,9 +125,8 @@ async def resolve_order(order_id: str, request: Request, _caller: AdminCaller) -
     )
     if body.action == "issued" and not tickets:
         return error_response(422, "invalid_request", "tickets: required when action is issued")
-    reply = await ask_host(
-        state, order_id, "operator_resolve", order_id, body.action, tickets, body.note
-    )
+    host = state.hosts.for_order(order_id)
+    reply = await host.operator_resolve(order_id, body.action, tickets, body.note)
     return reply_response(reply, state)
 
 
@@ -133,10 +134,10 @@ async def resolve_order(order_id: str, request: Request, _caller: AdminCaller) -
 async def get_supplier(supplier_id: str, request: Request, _caller: AdminCaller) -> dict[str, Any]:
     state = state_of(request)
     supplier = await state.catalog.get_supplier(supplier_id)
-    handle = await state.supplier_handle(supplier_id)
-    if supplier is None or handle is None:
+    actor = await state.supplier_actor(supplier_id)
+    if supplier is None or actor is None:
         raise ApiError(404, "not_found", "no such supplier")
-    stats = (await handle.stats.remote()).as_dict()
+    stats = (await actor.stats()).as_dict()
     interval_ms, give_up_ms = await state.work.polling_overrides(supplier_id)
     return {
         "id": supplier.id,
@@ -194,8 +195,6 @@ def _supplier_view(s: Any) -> dict[str, Any]:
 
 @router.post("/suppliers", status_code=201)
 async def create_supplier(request: Request, _caller: AdminCaller) -> JSONResponse:
-    from suppliers.registry import build_gateway
-
     state = state_of(request)
     body = await read_body(request, SupplierBody)
     try:
@@ -220,11 +219,11 @@ async def list_suppliers(request: Request, _caller: AdminCaller) -> dict[str, An
 @router.post("/suppliers/{supplier_id}/sync")
 async def sync_supplier(supplier_id: str, request: Request, _caller: AdminCaller) -> dict[str, Any]:
     state = state_of(request)
-    handle = await state.supplier_handle(supplier_id)
-    if handle is None:
+    actor = await state.supplier_actor(supplier_id)
+    if actor is None:
         raise ApiError(404, "not_found", "no such supplier")
     try:
-        changed = await handle.sync_catalog.remote()
+        changed = await actor.sync_catalog()
     except Exception as exc:
         raise ApiError(503, "supplier_unavailable", f"catalog sync failed: {exc}") from exc
     state.catalog.invalidate()
@@ -238,11 +237,9 @@ class ReplicasBody(BaseModel):
 
 @router.put("/suppliers/{supplier_id}/replicas")
 async def set_replicas(supplier_id: str, request: Request, _caller: AdminCaller) -> JSONResponse:
-    from showdist.platform import scale_supplier
-
     state = state_of(request)
     body = await read_body(request, ReplicasBody)
-    result = await scale_supplier(state.settings, state.catalog, supplier_id, body.replicas)
+    result = await scale_supplier(state.platform, state.catalog, supplier_id, body.replicas)
     if result is None:
         raise ApiError(404, "not_found", "no such supplier")
     return JSONResponse(result)
@@ -356,8 +353,6 @@ async def activate(distributor_id: str, request: Request, _caller: AdminCaller) 
 async def create_key(distributor_id: str, request: Request, _caller: AdminCaller) -> JSONResponse:
     """`hmac`: the secret is in this reply and nowhere else, ever. `ed25519`: the distributor
     keeps its private key and registers the public one."""
-    from persistence.accounts import DISTRIBUTOR
-
     state = state_of(request)
     body = await read_body(request, KeyBody)
     expires_at = _aware("expires_at", body.expires_at)

@@ -1,4 +1,4 @@
-"""The signature check of SIGNING.md, in its order, each failure with its own code."""
+"""The signature check of docs/signing.md, in its order, each failure with its own code."""
 
 from __future__ import annotations
 

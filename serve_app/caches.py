@@ -9,7 +9,6 @@ distributor, changing a grant) clears its caches at once; other API replicas see
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -18,6 +17,7 @@ from typing import Any, Generic, TypeVar
 from domain.grants import Grant, GrantScope
 from persistence.accounts import AccountRepository, Distributor, KeyRecord
 from persistence.catalog import CatalogRepository, TierForSale
+from serve_app.single_flight import SingleFlight
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -31,55 +31,32 @@ class TtlCache(Generic[K, V]):
         self._ttl = ttl_s
         self._max = max_entries
         self._data: dict[K, tuple[float, V]] = {}
-        self._loading: dict[K, asyncio.Future[V]] = {}
+        self._loads: SingleFlight[K, V] = SingleFlight()
         self._generation = 0
 
     async def get(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
-        while True:
-            hit = self._data.get(key)
-            if hit is not None and time.monotonic() - hit[0] < self._ttl:
-                return hit[1]
-            pending = self._loading.get(key)
-            if pending is None:
-                return await self._load(key, load)
-            try:
-                return await asyncio.shield(pending)
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise  # this caller was cancelled
-                # The caller that was loading was cancelled: load again.
+        hit = self._data.get(key)
+        if hit is not None and time.monotonic() - hit[0] < self._ttl:
+            return hit[1]
 
-    async def _load(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
-        pending: asyncio.Future[V] = asyncio.get_running_loop().create_future()
-        self._loading[key] = pending
-        generation = self._generation
-        started = time.monotonic()  # a value is as old as the question that fetched it
-        try:
+        async def load_and_keep() -> V:
+            generation = self._generation
+            started = time.monotonic()  # a value is as old as the question that fetched it
             value = await load()
-        except Exception as exc:
-            pending.set_exception(exc)
-            pending.exception()  # mark it retrieved: there may be no other waiter
-            raise
-        except BaseException:  # cancelled (or the process is exiting): waiters load again
-            pending.cancel()
-            raise
-        finally:
-            if self._loading.get(key) is pending:
-                del self._loading[key]
-        pending.set_result(value)
-        if generation == self._generation:  # not cleared while it was being read
-            if len(self._data) >= self._max:
-                self._data.clear()
-            self._data[key] = (started, value)
-        return value
+            if generation == self._generation:  # not cleared while it was being read
+                if len(self._data) >= self._max:
+                    self._data.clear()
+                self._data[key] = (started, value)
+            return value
+
+        return await self._loads.run(key, load_and_keep)
 
     def clear(self) -> None:
         """Forget everything, including loads still running (their answers may predate a
         change the caller just made)."""
         self._generation += 1
         self._data.clear()
-        self._loading.clear()
+        self._loads.forget()
 
 
 class CachingAccountRepository(AccountRepository):

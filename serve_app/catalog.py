@@ -11,8 +11,9 @@ from fastapi import APIRouter, Request
 from domain.catalog_view import in_delta, show_state
 from domain.grants import Grant, any_grant_covers, show_matches
 from persistence.redis_store import CachedStock
-from serve_app.app import DistributorCaller, state_of
+from serve_app.deps import DistributorCaller, state_of
 from serve_app.errors import ApiError
+from serve_app.hot_paths import hot
 from serve_app.paging import decode_cursor, encode_cursor, parse_limit, parse_time
 from serve_app.state import PlatformState
 from serve_app.views import show_detail_view, show_view, ts
@@ -70,6 +71,7 @@ async def list_shows(
 
 
 @router.get("/shows/{show_id}")
+@hot
 async def get_show(show_id: str, request: Request, caller: DistributorCaller) -> dict[str, Any]:
     state = state_of(request)
     detail = await state.catalog.show_detail(show_id)
@@ -119,11 +121,11 @@ async def _fresh_stock(
     state: PlatformState, supplier_id: str, session_id: str, session_ref: str, max_age: float
 ) -> CachedStock:
     tiers = await state.catalog.tiers_of_session(session_id)
-    handle = await state.supplier_handle(supplier_id)
+    actor = await state.supplier_actor(supplier_id)
     fresh = None
-    if handle is not None:
+    if actor is not None:
         try:
-            fresh = await handle.session_stock.remote(session_ref, max_age / 2)
+            fresh = await actor.session_stock(session_ref, max_age / 2)
         except Exception:  # the supplier is unreachable: fall back to the last synced stock
             fresh = None
     if fresh is None:

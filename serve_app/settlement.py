@@ -9,32 +9,33 @@ import csv
 import io
 import json
 import logging
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from ray.exceptions import RayActorError, RayTaskError
 
-from actors.settlement_actor import settlement_actor_handle
-from persistence.settlement import (
+from actors.interfaces import SettlementCalls
+from actors.remote import ActorUnavailable
+from domain.settlement import (
     BadPeriod,
     PeriodNotOver,
+    PeriodSummary,
+    PeriodView,
     csv_lines,
-    flows_of_period,
     parse_period,
 )
-from serve_app.app import admin, state_of
-from serve_app.auth import Caller
-from serve_app.errors import ApiError
+from persistence.settlement import flows_of_period
+from serve_app.deps import AdminCaller, state_of
+from serve_app.errors import ApiError, refusal
 from serve_app.paging import parse_limit
 from serve_app.responses import JSONResponse
 from serve_app.state import PlatformState
 
 log = logging.getLogger(__name__)
-AdminCaller = Annotated[Caller, Depends(admin)]
 router = APIRouter(prefix="/admin/v1/settlement")
 
-_handles: dict[str, Any] = {}
+T = TypeVar("T")
 
 
 def _period(value: str) -> str:
@@ -44,31 +45,23 @@ def _period(value: str) -> str:
         raise ApiError(422, "invalid_request", f"period: {exc}") from exc
 
 
-async def _ask(state: PlatformState, method: str, *args: Any) -> Any:
-    """Call the settlement actor, once more with a fresh handle if it was being replaced."""
-    key = state.settings.instance
-    for attempt in (1, 2):
-        handle = _handles.get(key)
-        if handle is None:
-            handle = _handles[key] = settlement_actor_handle(state.settings)
-        try:
-            return await getattr(handle, method).remote(*args)
-        except RayTaskError as exc:
-            cause = getattr(exc, "cause", None)
-            if isinstance(cause, PeriodNotOver):
-                raise ApiError(
-                    409, "period_not_over", "a period can be closed only once it is over"
-                ) from exc
-            if isinstance(cause, BadPeriod):
-                raise ApiError(422, "invalid_request", f"period: {cause}") from exc
-            log.exception("settlement actor call %s failed", method)
-            raise ApiError(503, "settlement_unavailable", "please retry shortly") from exc
-        except RayActorError as exc:
-            # The actor died and is restarting (it rebuilds from the database): try again.
-            _handles.pop(key, None)
-            if attempt == 2:
-                raise ApiError(503, "settlement_unavailable", "please retry shortly") from exc
-    raise AssertionError("unreachable")
+refusal(
+    PeriodNotOver,
+    lambda _exc: ApiError(409, "period_not_over", "a period can be closed only once it is over"),
+)
+refusal(BadPeriod, lambda exc: ApiError(422, "invalid_request", f"period: {exc}"))
+
+
+async def _ask(state: PlatformState, call: Callable[[SettlementCalls], Awaitable[T]]) -> T:
+    """Call the settlement actor, once more if it could not be reached (it is restarting,
+    or was replaced: it rebuilds from the database)."""
+    try:
+        return await call(state.settlement)
+    except ActorUnavailable as exc:
+        if exc.cause is not None:
+            raise
+        state.forget_settlement()
+        return await call(state.settlement)
 
 
 def _encode(period: str) -> str:
@@ -93,16 +86,20 @@ async def list_periods(
     state = state_of(request)
     n = parse_limit(limit)
     after = _decode(cursor)
-    lines: list[dict[str, Any]] = await _ask(state, "periods")
-    page = [line for line in lines if after is None or line["period"] > after][:n]
-    more = len(page) == n and any(line["period"] > page[-1]["period"] for line in lines)
-    return {"items": page, "next_cursor": _encode(page[-1]["period"]) if more else None}
+    lines: list[PeriodSummary] = await _ask(state, lambda actor: actor.periods())
+    page = [line for line in lines if after is None or line.period > after][:n]
+    more = len(page) == n and any(line.period > page[-1].period for line in lines)
+    return {
+        "items": [line.as_dict() for line in page],
+        "next_cursor": _encode(page[-1].period) if more else None,
+    }
 
 
 @router.get("/periods/{period}")
 async def get_snapshot(period: str, request: Request, _caller: AdminCaller) -> dict[str, Any]:
-    snapshot: dict[str, Any] = await _ask(state_of(request), "snapshot", _period(period))
-    return snapshot
+    key = _period(period)
+    view: PeriodView = await _ask(state_of(request), lambda actor: actor.snapshot(key))
+    return view.as_dict()
 
 
 @router.post(
@@ -115,8 +112,10 @@ async def get_snapshot(period: str, request: Request, _caller: AdminCaller) -> d
 )
 async def close(period: str, request: Request, _caller: AdminCaller) -> JSONResponse:
     """201 with the new statement; 200 with the stored one if the period was closed already."""
-    statement, created = await _ask(state_of(request), "close", _period(period))
-    return JSONResponse(statement, status_code=201 if created else 200)
+    statement: PeriodView
+    key = _period(period)
+    statement, created = await _ask(state_of(request), lambda actor: actor.close(key))
+    return JSONResponse(statement.as_dict(), status_code=201 if created else 200)
 
 
 @router.get(

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 from zoneinfo import ZoneInfo
 
-import ray
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from actors.directory import supplier_actor_handle
-from actors.order_actor import OrderReply, host_index, host_name
+from actors.directory import supplier_actor
+from actors.interfaces import SettlementCalls, SupplierActorCalls
+from actors.routing import OrderHosts
+from actors.startup import settlement_actor
+from domain.replies import OrderReply
 from domain.signing import ed25519_public_key_b64
 from persistence.db import make_engine
 from persistence.nonces import DbNonceStore
@@ -27,13 +28,17 @@ from persistence.secretbox import SecretBox
 from persistence.work import WorkRepository
 from serve_app.auth import Admission, RequestVerifier, SeparateAdmission
 from serve_app.caches import CachingAccountRepository, CachingCatalogRepository
-from serve_app.coalesce import Coalescer
+from serve_app.single_flight import SingleFlight
+from showdist.composition import platform_config
 from showdist.settings import Settings
 
 
 class PlatformState:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.platform = platform_config(settings)
+        self.hosts = OrderHosts(self.platform)
+        self._settlement: SettlementCalls | None = None
         self.tz = ZoneInfo(settings.timezone)
         self.engine = make_engine(settings.resolved_database_url(), pool_size=settings.db_pool_size)
         self.accounts = CachingAccountRepository(
@@ -67,30 +72,29 @@ class PlatformState:
         self.platform_public_key = ed25519_public_key_b64(
             Ed25519PrivateKey.from_private_bytes(seed)
         )
-        self._hosts: list[Any] | None = None
-        # Order calls in flight, by (method, order id, distributor id): see serve_app.coalesce.
-        self.in_flight: Coalescer[tuple[str, str, str | None], OrderReply] = Coalescer()
+        # Order calls in flight, by (method, order id, distributor id): see serve_app.single_flight.
+        self.in_flight: SingleFlight[tuple[str, str, str | None], OrderReply] = SingleFlight()
 
     def now(self) -> datetime:
         return datetime.now(UTC)
 
-    def host_for(self, order_id: str) -> Any:
-        if self._hosts is None:
-            self._hosts = [
-                ray.get_actor(
-                    host_name(self.settings.instance, i), namespace=self.settings.ray_namespace
-                )
-                for i in range(self.settings.order_hosts)
-            ]
-        return self._hosts[host_index(order_id, len(self._hosts))]
-
-    async def supplier_handle(self, supplier_id: str) -> Any | None:
-        from showdist.platform import supplier_config
-
+    async def supplier_actor(self, supplier_id: str) -> SupplierActorCalls | None:
+        """The supplier's (first replica's) actor, started if it is not running; None for
+        an unknown supplier."""
         supplier = await self.catalog.get_supplier(supplier_id)
         if supplier is None:
             return None
-        return supplier_actor_handle(supplier_config(self.settings, supplier))
+        return supplier_actor(self.platform, supplier)
+
+    @property
+    def settlement(self) -> SettlementCalls:
+        if self._settlement is None:
+            self._settlement = settlement_actor(self.platform)
+        return self._settlement
+
+    def forget_settlement(self) -> None:
+        """Look the settlement actor up (or start it) again on next use."""
+        self._settlement = None
 
     async def aclose(self) -> None:
         await self.engine.dispose()

@@ -1,4 +1,7 @@
-"""The `showdist` command: run the platform, bootstrap keys, sign calls."""
+"""The `showdist` command: run the platform, bootstrap keys, sign calls, read settlement.
+
+Each command imports what it needs when it runs, so that `showdist call` or `showdist
+settlement periods` starts in a fraction of a second instead of loading Ray and Serve."""
 
 from __future__ import annotations
 
@@ -11,9 +14,13 @@ import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from showdist.settings import Settings
+
+if TYPE_CHECKING:
+    from actors.settlement_actor import SettlementService
+    from domain.settlement import PeriodSummary, PeriodView, Statement
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -188,7 +195,7 @@ def _settlement_context(args: argparse.Namespace) -> tuple[str, Any]:
 
 
 def _period_arg(value: str) -> str:
-    from persistence.settlement import BadPeriod, parse_period
+    from domain.settlement import BadPeriod, parse_period
 
     try:
         return parse_period(value)
@@ -213,72 +220,72 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
 
 
-def format_snapshot(snap: dict[str, Any]) -> str:
+def format_snapshot(view: PeriodView) -> str:
     """A snapshot as readable tables: money as `CNY 380.00 (38000)`, minor units in brackets."""
-    state = "closed " + str(snap.get("closed_at")) if snap.get("closed") else "open"
-    checks = snap["checks"]
+    snap, checks = view.snapshot, view.snapshot.checks
+    state = f"closed {view.closed_at.isoformat()}" if view.closed_at is not None else "open"
     out = [
-        f"period {snap['period']} ({state}), {snap['flows']} flows",
-        f"receivable >= settlement: holds={snap['holds']}  to_date={checks['to_date']}  "
-        f"orders={checks['orders']}  period_flows={checks['period']}",
+        f"period {snap.period} ({state}), {snap.flows} flows",
+        f"receivable >= settlement: holds={snap.holds}  to_date={checks.to_date}  "
+        f"orders={checks.orders}  period_flows={checks.period}",
     ]
-    if snap.get("digest"):
-        out.append(f"statement digest {snap['digest']}")
-    if checks["violating_orders"]:
-        out.append("violating orders: " + ", ".join(checks["violating_orders"]))
-    if snap["currencies"]:
+    if view.digest:
+        out.append(f"statement digest {view.digest}")
+    if checks.violating_orders:
+        out.append("violating orders: " + ", ".join(checks.violating_orders))
+    if snap.currencies:
         out += [
             "",
             _table(
                 ["currency", "receivable net", "settlement net", "retained", "retained to date"],
                 [
                     [
-                        c["currency"],
-                        _money(c["receivable_net"], c["currency"]),
-                        _money(c["settlement_net"], c["currency"]),
-                        _money(c["retained"], c["currency"]),
-                        _money(c["retained_to_date"], c["currency"]),
+                        c.currency,
+                        _money(c.receivable_net, c.currency),
+                        _money(c.settlement_net, c.currency),
+                        _money(c.retained, c.currency),
+                        _money(c.retained_to_date, c.currency),
                     ]
-                    for c in snap["currencies"]
+                    for c in snap.currencies
                 ],
             ),
         ]
-    if snap["distributors"]:
+    if snap.distributors:
         out += [
             "",
             _table(
                 ["distributor", "receivable +", "receivable -", "net"],
                 [
                     [
-                        d["distributor_id"],
-                        _money(d["receivable_plus"], d["currency"]),
-                        _money(d["receivable_minus"], d["currency"]),
-                        _money(d["net"], d["currency"]),
+                        d.distributor_id,
+                        _money(d.receivable_plus, d.currency),
+                        _money(d.receivable_minus, d.currency),
+                        _money(d.net, d.currency),
                     ]
-                    for d in snap["distributors"]
+                    for d in snap.distributors
                 ],
             ),
         ]
-    if snap["suppliers"]:
+    if snap.suppliers:
         out += [
             "",
             _table(
                 ["supplier", "settlement +", "settlement -", "net"],
                 [
                     [
-                        s["supplier_id"],
-                        _money(s["settlement_plus"], s["currency"]),
-                        _money(s["settlement_minus"], s["currency"]),
-                        _money(s["net"], s["currency"]),
+                        s.supplier_id,
+                        _money(s.settlement_plus, s.currency),
+                        _money(s.settlement_minus, s.currency),
+                        _money(s.net, s.currency),
                     ]
-                    for s in snap["suppliers"]
+                    for s in snap.suppliers
                 ],
             ),
         ]
     return "\n".join(out)
 
 
-async def _settlement_service(url: str) -> Any:
+async def _settlement_service(url: str) -> SettlementService:
     from actors.settlement_actor import SettlementService
     from persistence.db import make_engine
 
@@ -290,27 +297,26 @@ async def _settlement_service(url: str) -> Any:
 def cmd_settlement_periods(args: argparse.Namespace) -> int:
     url, tz = _settlement_context(args)
 
-    async def run() -> list[dict[str, Any]]:
+    async def run() -> list[PeriodSummary]:
         service = await _settlement_service(url)
         try:
-            lines: list[dict[str, Any]] = await service.periods(tz=tz)
-            return lines
+            return await service.periods(tz=tz)
         finally:
             await service.engine.dispose()
 
     lines = asyncio.run(run())
     if args.json:
-        print(json.dumps(lines, indent=2, ensure_ascii=False))
+        print(json.dumps([line.as_dict() for line in lines], indent=2, ensure_ascii=False))
         return 0
     rows = []
     for line in lines:
-        head = [line["period"], line["status"], str(line["flows"])]
-        for c in line["currencies"]:
-            money = [_money(c[k], c["currency"]) for k in ("receivable_net", "settlement_net")]
-            money.append(_money(c["retained"], c["currency"]))
-            rows.append([*head, c["currency"], *money, str(line["holds"])])
-        if not line["currencies"]:
-            rows.append([*head, "-", "-", "-", "-", str(line["holds"])])
+        head = [line.period, line.status, str(line.flows)]
+        for c in line.currencies:
+            money = [_money(v, c.currency) for v in (c.receivable_net, c.settlement_net)]
+            money.append(_money(c.retained, c.currency))
+            rows.append([*head, c.currency, *money, str(line.holds)])
+        if not line.currencies:
+            rows.append([*head, "-", "-", "-", "-", str(line.holds)])
     headers = ["period", "status", "flows", "cur", "receivable net", "settlement net"]
     print(_table([*headers, "retained", "holds"], rows) if rows else "no periods yet")
     return 0
@@ -320,27 +326,30 @@ def cmd_settlement_snapshot(args: argparse.Namespace) -> int:
     url, tz = _settlement_context(args)
     period = _period_arg(args.period)
 
-    async def run() -> dict[str, Any]:
+    async def run() -> PeriodView:
         service = await _settlement_service(url)
         try:
-            snap: dict[str, Any] = await service.snapshot(period, tz=tz)
-            return snap
+            return await service.snapshot(period, tz=tz)
         finally:
             await service.engine.dispose()
 
-    snap = asyncio.run(run())
-    print(json.dumps(snap, indent=2, ensure_ascii=False) if args.json else format_snapshot(snap))
+    view = asyncio.run(run())
+    if args.json:
+        print(json.dumps(view.as_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(format_snapshot(view))
     return 0
 
 
 def cmd_settlement_close(args: argparse.Namespace) -> int:
+    from domain.settlement import PeriodNotOver
     from persistence.db import make_engine
-    from persistence.settlement import PeriodNotOver, close_period
+    from persistence.settlement import close_period
 
     url, tz = _settlement_context(args)
     period = _period_arg(args.period)
 
-    async def run() -> tuple[Any, bool]:
+    async def run() -> tuple[Statement, bool]:
         engine = make_engine(url, pool_size=2)
         try:
             return await close_period(engine, period, tz=tz, now=datetime.now(UTC))
@@ -361,8 +370,9 @@ def cmd_settlement_close(args: argparse.Namespace) -> int:
 def cmd_settlement_export(args: argparse.Namespace) -> int:
     import csv
 
+    from domain.settlement import csv_lines
     from persistence.db import make_engine
-    from persistence.settlement import csv_lines, flows_of_period
+    from persistence.settlement import flows_of_period
 
     url, tz = _settlement_context(args)
     period = _period_arg(args.period)

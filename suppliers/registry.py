@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from suppliers.gateway import SupplierGateway
+from suppliers.sandbox.gateway import SandboxGateway
 
 __all__ = ["GATEWAY_KINDS", "build_gateway"]
 
@@ -19,8 +20,6 @@ def build_gateway(kind: str, config: Mapping[str, Any]) -> SupplierGateway:
     `max_connections` (100). An unknown kind or a missing `base_url` raises `ValueError`.
     """
     if kind == "sandbox":
-        from suppliers.sandbox.gateway import SandboxGateway
-
         base_url = config.get("base_url")
         if not isinstance(base_url, str) or not base_url:
             raise ValueError("a sandbox gateway needs a base_url")

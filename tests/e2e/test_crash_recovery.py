@@ -10,10 +10,9 @@ import uuid
 from typing import Any
 
 import httpx
-import ray
 
-from actors.order_actor import host_name
-from actors.supplier_actor import supplier_actor_name
+from actors.interfaces import OrderHostCalls, SupplierActorCalls
+from actors.routing import running_supplier_actor
 from showdist.client import AsyncSignedClient
 from tests.support.database import terminate_connections
 from tests.support.waiting import eventually
@@ -47,10 +46,10 @@ async def _all_fixed(client: AsyncSignedClient, ids: list[str]) -> list[dict[str
     return await eventually(probe, lambda os: all(o["status"] == "FIXED" for o in os), timeout=60)
 
 
-async def _wait_alive(handle: Any) -> None:
+async def _wait_alive(actor: OrderHostCalls | SupplierActorCalls) -> None:
     async def ping() -> bool:
         try:
-            return bool(await asyncio.wait_for(handle.ping.remote(), 5))
+            return bool(await asyncio.wait_for(actor.ping(), 5))
         except Exception:
             return False
 
@@ -63,12 +62,8 @@ async def test_sigkill_of_the_order_hosts_during_fixing(
     ids = await _locked_orders(world, client_a, IN_FLIGHT)
     # The supplier takes 1.5 s to issue (within the gateway's 2 s timeout).
     sandbox_admin.set_faults({"issue": {"hang_rate": 1.0, "hang_ms": 1500}})
-    settings = platform.settings
-    hosts = [
-        ray.get_actor(host_name(settings.instance, i), namespace=settings.ray_namespace)
-        for i in range(settings.order_hosts)
-    ]
-    pids = [await h.pid.remote() for h in hosts]
+    hosts = platform.hosts
+    pids = [await h.pid() for h in hosts]
     issuing = asyncio.ensure_future(_issue_all(client_a, ids))
     await asyncio.sleep(0.5)  # every order is FIXING, its issue call hanging at the supplier
     for pid in pids:
@@ -78,7 +73,7 @@ async def test_sigkill_of_the_order_hosts_during_fixing(
     assert any(r.status_code == 503 for r in replies)  # the hosts died under them
     for h in hosts:
         await _wait_alive(h)
-    assert [await h.pid.remote() for h in hosts] != pids
+    assert [await h.pid() for h in hosts] != pids
     fixed = await _all_fixed(client_a, ids)
     calls = sandbox_admin.order_calls()
     for o in fixed:
@@ -91,11 +86,8 @@ async def test_sigkill_of_the_supplier_actor_during_fixing(
 ) -> None:
     ids = await _locked_orders(world, client_a, IN_FLIGHT)
     sandbox_admin.set_faults({"issue": {"hang_rate": 1.0, "hang_ms": 1500}})
-    settings = platform.settings
-    actor: Any = ray.get_actor(
-        supplier_actor_name(settings.instance, world.supplier_id), namespace=settings.ray_namespace
-    )
-    pid = await actor.pid.remote()
+    actor = running_supplier_actor(platform.config, world.supplier_id)
+    pid = await actor.pid()
     issuing = asyncio.ensure_future(_issue_all(client_a, ids))
     await asyncio.sleep(0.5)
     os.kill(pid, signal.SIGKILL)

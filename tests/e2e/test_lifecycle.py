@@ -9,10 +9,9 @@ import uuid
 from typing import Any
 
 import httpx
-import ray
 
-from actors.order_actor import host_name
 from showdist.client import AsyncSignedClient
+from showdist.platform import RunningPlatform
 from tests.support.waiting import eventually
 from tests.support.world import World
 
@@ -111,7 +110,7 @@ async def test_200_concurrent_issues_make_one_supplier_issue(
 ) -> None:
     order = await locked_order(world, client_a)
     before = sandbox_admin.counters()
-    asked_before = await issues_asked_of_hosts(platform.settings)
+    asked_before = await issues_asked_of_hosts(platform)
     replies = await asyncio.gather(
         *(client_a.request("POST", f"/v1/orders/{order['id']}/issue") for _ in range(200))
     )
@@ -120,17 +119,13 @@ async def test_200_concurrent_issues_make_one_supplier_issue(
     assert {r.status_code for r in replies} == {200}
     assert len({str(r.json()["tickets"]) for r in replies}) == 1
     # Requests in flight at once shared their trips to the order's host.
-    asked = await issues_asked_of_hosts(platform.settings) - asked_before
+    asked = await issues_asked_of_hosts(platform) - asked_before
     assert 1 <= asked < 200, asked
 
 
-async def issues_asked_of_hosts(settings: Any) -> int:
-    hosts = [
-        ray.get_actor(host_name(settings.instance, i), namespace=settings.ray_namespace)
-        for i in range(settings.order_hosts)
-    ]
-    stats: list[dict[str, int]] = await asyncio.gather(*(h.stats.remote() for h in hosts))
-    return sum(int(s["issues_asked"]) for s in stats)
+async def issues_asked_of_hosts(platform: RunningPlatform) -> int:
+    stats = await asyncio.gather(*(h.stats() for h in platform.hosts))
+    return sum(s["issues_asked"] for s in stats)
 
 
 async def test_50_concurrent_identical_creates_make_one_order_and_one_lock(

@@ -11,9 +11,7 @@ import sys
 import uuid
 from typing import Any
 
-import ray
-
-from actors.supplier_actor import supplier_actor_name
+from actors.routing import running_supplier_actor
 from showdist.client import AsyncSignedClient
 from tests.support.waiting import eventually
 from tests.support.world import World
@@ -21,10 +19,7 @@ from tests.support.world import World
 
 def _alive(platform: Any, supplier_id: str, replica: int) -> bool:
     try:
-        ray.get_actor(
-            supplier_actor_name(platform.settings.instance, supplier_id, replica),
-            namespace=platform.settings.ray_namespace,
-        )
+        running_supplier_actor(platform.config, supplier_id, replica)
     except ValueError:
         return False
     return True

@@ -26,7 +26,9 @@ from zoneinfo import ZoneInfo
 import pytest
 import ray
 
-from actors.settlement_actor import settlement_actor_name
+from actors.interfaces import SettlementCalls
+from actors.remote import ActorRole, typed
+from actors.routing import find_actor, settlement_actor_name
 from domain.grants import GrantScope
 from persistence.accounts import DISTRIBUTOR, AccountRepository
 from persistence.db import make_engine
@@ -219,12 +221,12 @@ async def test_settlement_over_http_survives_a_killed_actor_and_matches_csv_and_
 
     # Kill the settlement actor (SIGKILL, then ray.kill with restart): it comes back rebuilt
     # from the database and answers the same.
-    name = settlement_actor_name(settings.instance)
-    handle: Any = ray.get_actor(name, namespace=settings.ray_namespace)
-    old_pid = await handle.pid.remote()
+    handle = find_actor(platform.config, settlement_actor_name(settings.instance))
+    actor = typed(handle, SettlementCalls, ActorRole.SETTLEMENT)
+    old_pid = await actor.pid()
     os.kill(old_pid, signal.SIGKILL)
     after_sigkill = await snapshot_when_up(admin_client, period)
-    assert await handle.pid.remote() != old_pid
+    assert await actor.pid() != old_pid
     assert line_of(after_sigkill, dist_id) == line_of(before_kill, dist_id)
     if after_sigkill["as_of_flow_id"] == before_kill["as_of_flow_id"]:
         assert after_sigkill == before_kill

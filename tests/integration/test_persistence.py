@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from domain.grants import CatalogItem, GrantScope
 from domain.ids import order_id_for
 from domain.money import Money
-from domain.order import DeliveryMethod, HistoryEntry, IssuedTicket, Order
+from domain.order import DeliveryMethod, HistoryEntry, IssuedTicket, Moved, Order
 from domain.signing import KeyType
 from domain.status import DeliveryStatus, OrderStatus
 from persistence.accounts import ADMIN, DISTRIBUTOR, AccountRepository
@@ -150,9 +150,7 @@ def new_order(
     )
     for k, v in overrides.items():
         setattr(order, k, v)
-    first = HistoryEntry(OrderStatus.NEW, order.created_at)
-    order.history.append(first)
-    order.unsaved_history.append(first)
+    order.begin(order.created_at)
     return order
 
 
@@ -327,8 +325,9 @@ async def test_second_insert_of_same_id_returns_false_and_writes_nothing(
 
     later = now + timedelta(minutes=1)
     again = new_order(dist, sup, "D-1", later, quantity=9, unit_price=1)
-    again.history.append(HistoryEntry(OrderStatus.NEW, later, "extra"))
-    again.unsaved_history.append(again.history[-1])
+    extra = HistoryEntry(OrderStatus.NEW, later, "extra")
+    again.history.append(extra)
+    again.facts.append(Moved(extra))
     assert await repo.insert_new(again) is False
     assert again.unsaved_history  # nothing was written, so nothing is marked saved
 

@@ -20,17 +20,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from actors.settlement_actor import SettlementService
 from domain.flows import flows_for
 from domain.ids import order_id_for
-from domain.order import DeliveryMethod, HistoryEntry, IssuedTicket, Order
-from domain.status import OrderStatus
+from domain.order import DeliveryMethod, IssuedTicket, Order, SupplierRefund
+from domain.settlement import PeriodNotOver, digest_of
 from persistence.accounts import AccountRepository
 from persistence.catalog import CatalogRepository
 from persistence.ledger import write_flows
-from persistence.orders import Effects, OrderRepository, SupplierRefundRecord
+from persistence.orders import OrderRepository
 from persistence.secretbox import SecretBox
 from persistence.settlement import (
-    PeriodNotOver,
     close_period,
-    digest_of,
     flows_of_period,
     get_statement,
     list_periods,
@@ -82,17 +80,13 @@ class Shop:
             created_at=at,
             updated_at=at,
         )
-        first = HistoryEntry(OrderStatus.NEW, at)
-        order.history.append(first)
-        order.unsaved_history.append(first)
+        order.begin(at)
         assert await self.repo.insert_new(order)
         return order
 
-    async def move(
-        self, order: Order, step: Callable[[Order], None], effects: Effects | None = None
-    ) -> Order:
+    async def move(self, order: Order, step: Callable[[Order], None]) -> Order:
         step(order)
-        await self.repo.save(order, effects)
+        await self.repo.save(order)
         return order
 
     async def locked(self, at: datetime) -> Order:
@@ -108,8 +102,9 @@ class Shop:
         await self.move(order, lambda o: o.start_refund(at, "refund"))
         return await self.move(
             order,
-            lambda o: o.mark_refunded(at + timedelta(minutes=1)),
-            Effects(supplier_refund=SupplierRefundRecord(supplier_at, "platform")),
+            lambda o: o.mark_refunded(
+                at + timedelta(minutes=1), SupplierRefund(supplier_at, "platform")
+            ),
         )
 
 
@@ -176,10 +171,10 @@ async def test_sql_group_by_equals_the_book_rebuilt_from_the_table(
     await assert_book_equals_sql(engine, "2026-02-28", "2026-03-09")
 
     service = await book_of(engine)
-    p1 = service.book.snapshot(P1)
+    p1 = service.book.snapshot(P1).as_dict()
     assert p1["distributors"][0]["receivable_plus"] == 2 * 72000
     assert p1["suppliers"][0]["settlement_plus"] == 2 * 64800
-    p3 = service.book.snapshot(P3)
+    p3 = service.book.snapshot(P3).as_dict()
     assert p3["distributors"][0]["receivable_minus"] == 72000
     assert p3["checks"] == {
         "period": False,  # day 3 carries only the distributor's refund
@@ -216,7 +211,7 @@ async def test_close_then_late_flows_leave_the_statement_unchanged(
     statement, created = await close_period(engine, P1, tz=TZ, now=AFTER)
     assert created
     assert statement.digest == digest_of(statement.body)
-    assert statement.body == await sql_snapshot(engine, P1)
+    assert statement.body == (await sql_snapshot(engine, P1)).as_dict()
     assert statement.body["distributors"][0]["receivable_plus"] == 2 * 72000
 
     # Late: an order locked (and a refund supplier-dated) inside the closed day.
@@ -249,12 +244,12 @@ async def test_close_then_late_flows_leave_the_statement_unchanged(
     assert digest_of(stored.body) == statement.digest
     # The book agrees the closed day did not move, and the next day carries the late flows.
     service = await book_of(engine)
-    assert service.book.snapshot(P1) == statement.body
-    p2 = service.book.snapshot(P2)
+    assert service.book.snapshot(P1).as_dict() == statement.body
+    p2 = service.book.snapshot(P2).as_dict()
     assert p2["distributors"][0]["receivable_plus"] == 72000
     assert p2["suppliers"][0]["settlement_minus"] == 64800
-    assert (await service.snapshot(P1, tz=TZ))["closed"] is True
-    assert (await service.snapshot(P1, tz=TZ))["digest"] == statement.digest
+    assert (await service.snapshot(P1, tz=TZ)).as_dict()["closed"] is True
+    assert (await service.snapshot(P1, tz=TZ)).as_dict()["digest"] == statement.digest
     await assert_book_equals_sql(engine)
     # The CSV of the period shows the flows booked into it, nothing else.
     assert {r["order_id"] for r in await flows_of_period(engine, P2)} == {late.id, a.id}
@@ -297,10 +292,10 @@ async def test_concurrent_writers_and_a_close_never_change_a_statement(
     total = sum(
         d["receivable_plus"]
         for p in service.book.periods()
-        for d in service.book.snapshot(p)["distributors"]
+        for d in service.book.snapshot(p).as_dict()["distributors"]
     )
     assert total == 20 * 72000
-    assert service.book.snapshot(P1) == statement.body
+    assert service.book.snapshot(P1).as_dict() == statement.body
     stored = await get_statement(engine, P1)
     assert stored is not None
     assert stored.digest == statement.digest
@@ -333,7 +328,7 @@ async def test_tail_sees_flows_that_commit_out_of_id_order(engine: AsyncEngine, 
     assert await service.tail() == 1  # the late id was asked for again
     assert service.gaps == []
     assert service.book.snapshot(P1) == await sql_snapshot(engine, P1)
-    assert service.book.snapshot(P1)["distributors"][0]["receivable_plus"] == 2 * 72000
+    assert service.book.snapshot(P1).as_dict()["distributors"][0]["receivable_plus"] == 2 * 72000
 
 
 async def test_a_gap_is_given_up_after_the_grace_period(engine: AsyncEngine, shop: Shop) -> None:

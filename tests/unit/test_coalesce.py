@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from serve_app.coalesce import Coalescer
+from serve_app.single_flight import SingleFlight
 
 
 class Host:
@@ -25,7 +25,7 @@ class Host:
 
 
 async def test_concurrent_identical_calls_share_one() -> None:
-    c: Coalescer[str, str] = Coalescer()
+    c: SingleFlight[str, str] = SingleFlight()
     host = Host()
     waiting = [asyncio.ensure_future(c.run("ord_1", host.issue)) for _ in range(200)]
     await asyncio.sleep(0)
@@ -38,7 +38,7 @@ async def test_concurrent_identical_calls_share_one() -> None:
 
 
 async def test_different_keys_do_not_share() -> None:
-    c: Coalescer[str, str] = Coalescer()
+    c: SingleFlight[str, str] = SingleFlight()
     host = Host()
     host.gate.set()
     replies = await asyncio.gather(c.run("a", host.issue), c.run("b", host.issue))
@@ -46,7 +46,7 @@ async def test_different_keys_do_not_share() -> None:
 
 
 async def test_a_failure_reaches_every_caller_and_is_not_kept() -> None:
-    c: Coalescer[str, str] = Coalescer()
+    c: SingleFlight[str, str] = SingleFlight()
     host = Host()
     host.fail = True
     waiting = [asyncio.ensure_future(c.run("k", host.issue)) for _ in range(5)]
@@ -59,7 +59,7 @@ async def test_a_failure_reaches_every_caller_and_is_not_kept() -> None:
 
 
 async def test_a_caller_that_gives_up_leaves_the_call_to_the_others() -> None:
-    c: Coalescer[str, str] = Coalescer()
+    c: SingleFlight[str, str] = SingleFlight()
     host = Host()
     first = asyncio.ensure_future(c.run("k", host.issue))
     await asyncio.sleep(0)

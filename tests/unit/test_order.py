@@ -27,6 +27,7 @@ from domain.order import (
     HistoryEntry,
     IssuedTicket,
     Order,
+    SupplierRefund,
     request_fingerprint,
 )
 from domain.status import DeliveryStatus, InvalidTransition, OrderStatus
@@ -136,7 +137,7 @@ def statuses(order: Order) -> list[OrderStatus]:
     return [entry.status for entry in order.history]
 
 
-# -- the paths of DESIGN.md ---------------------------------------------------------------
+# -- the paths of docs/design.md ----------------------------------------------------------
 
 
 def test_new_order_starts_new_with_nothing_delivered() -> None:
@@ -241,7 +242,7 @@ def test_refund_path() -> None:
     order.start_refund(at(10), "show_cancelled")
     assert status_of(order) is OrderStatus.REFUNDING
     assert order.history[-1] == HistoryEntry(OrderStatus.REFUNDING, at(10), "show_cancelled")
-    order.mark_refunded(at(11))
+    order.mark_refunded(at(11), SupplierRefund(at(11), "platform"))
     assert status_of(order) is OrderStatus.REFUNDED
     assert statuses(order) == [
         OrderStatus.LOCKED,
@@ -269,7 +270,7 @@ def test_a_delivered_order_can_still_be_refunded() -> None:
     order = fixed_order()
     assert delivery_of(order) is DeliveryStatus.DELIVERED
     order.start_refund(at(10), "buyer_request")
-    order.mark_refunded(at(11))
+    order.mark_refunded(at(11), SupplierRefund(at(11), "platform"))
     assert status_of(order) is OrderStatus.REFUNDED
     assert delivery_of(order) is DeliveryStatus.DELIVERED
 
@@ -387,7 +388,7 @@ def test_unsaved_history_holds_only_moves_since_load() -> None:
         version=3,
     )
     order.start_refund(at(10), "buyer_request")
-    order.mark_refunded(at(11))
+    order.mark_refunded(at(11), SupplierRefund(at(11), "platform"))
     new = [
         HistoryEntry(OrderStatus.REFUNDING, at(10), "buyer_request"),
         HistoryEntry(OrderStatus.REFUNDED, at(11), None),
@@ -648,7 +649,11 @@ class OrderMachine(RuleBasedStateMachine):
 
     @rule(step=steps)
     def mark_refunded(self, step: timedelta) -> None:
-        self._attempt(step, OrderStatus.REFUNDED, lambda: self.order.mark_refunded(self.now))
+        self._attempt(
+            step,
+            OrderStatus.REFUNDED,
+            lambda: self.order.mark_refunded(self.now, SupplierRefund(self.now, "platform")),
+        )
 
     @rule(step=steps, reason=reasons)
     def mark_refund_failed(self, step: timedelta, reason: str) -> None:

@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors.settlement_actor import SettlementBook, rows_from_flows
 from domain.flows import Flow, FlowKind, flows_for, period_of
-from domain.order import DeliveryMethod, HistoryEntry, IssuedTicket, Order
+from domain.order import DeliveryMethod, HistoryEntry, IssuedTicket, Order, SupplierRefund
+from domain.settlement import SettlementBook, Snapshot, rows_from_flows
 from domain.status import OrderStatus
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -109,7 +109,9 @@ def issue_day1_refund_day2_distributor_day3() -> tuple[Order, datetime | None]:
     order = fixed("o1", utc(24, 2))
     order.start_refund(utc(25, 1), "requested_by_distributor")  # 09:00 on day 2
     supplier_refunded_at = utc(25, 2)  # 10:00 on day 2: the supplier's own refund time
-    order.mark_refunded(utc(25, 16, 30))  # 00:30 on day 3: the distributor is refunded
+    order.mark_refunded(
+        utc(25, 16, 30), SupplierRefund(utc(25, 16, 30), "platform")
+    )  # 00:30 on day 3: the distributor is refunded
     return order, supplier_refunded_at
 
 
@@ -118,7 +120,7 @@ def supplier_refund_on_its_own() -> tuple[Order, datetime | None]:
     # at 00:05 on day 3, moving the order FIXED -> REFUNDING -> REFUNDED then.
     order = fixed("o1", utc(24, 2))
     order.start_refund(utc(25, 16, 5), "refunded_by_supplier")
-    order.mark_refunded(utc(25, 16, 5))
+    order.mark_refunded(utc(25, 16, 5), SupplierRefund(utc(25, 16, 5), "platform"))
     return order, utc(25, 15, 50)
 
 
@@ -278,7 +280,7 @@ def test_worked_example(example: Example) -> None:
     book = SettlementBook()
     book.add_flows(flows_for(order, supplier_refunded_at), TZ)
     for period, day in example.days.items():
-        assert book.snapshot(period) == expected_snapshot(period, day), period
+        assert book.snapshot(period).as_dict() == expected_snapshot(period, day), period
     assert book.periods() == sorted(p for p, d in example.days.items() if d.flows)
 
 
@@ -287,27 +289,29 @@ def test_writing_the_flows_twice_counts_them_once() -> None:
     book = SettlementBook()
     assert book.add_flows(flows_for(order, refunded_at), TZ) == 4
     assert book.add_flows(flows_for(order, refunded_at), TZ) == 0
-    assert book.snapshot(D1) == expected_snapshot(D1, EXAMPLES[4].days[D1])
+    assert book.snapshot(D1).as_dict() == expected_snapshot(D1, EXAMPLES[4].days[D1])
 
 
 def test_an_order_refunded_before_the_supplier_refunds_us_breaks_the_order_check() -> None:
     order = fixed("o1", utc(24, 2))
     order.start_refund(utc(25, 1), "requested_by_distributor")
-    order.mark_refunded(utc(25, 2))  # day 2: the distributor got its money back...
+    order.mark_refunded(
+        utc(25, 2), SupplierRefund(utc(25, 2), "platform")
+    )  # day 2: the distributor got its money back...
     book = SettlementBook()
     book.add_flows(flows_for(order, utc(26, 2)), TZ)  # ...the supplier refunds on day 3
-    day2 = book.snapshot(D2)
+    day2 = book.snapshot(D2).as_dict()
     assert day2["checks"]["orders"] is False
     assert day2["checks"]["violating_orders"] == ["o1"]
     assert day2["checks"]["to_date"] is False  # 0 received vs 64800 still owed
     assert day2["holds"] is False
-    day3 = book.snapshot(D3)
+    day3 = book.snapshot(D3).as_dict()
     assert day3["holds"] is True
     assert day3["checks"]["violating_orders"] == []
 
 
 def test_a_period_without_flows_is_all_zeros() -> None:
-    assert SettlementBook().snapshot("2026-01-01") == {
+    assert SettlementBook().snapshot("2026-01-01").as_dict() == {
         "period": "2026-01-01",
         "flows": 0,
         "currencies": [],
@@ -355,7 +359,7 @@ PATHS = {
 
 @dataclass(frozen=True)
 class Plan:
-    """An order's history as the generator chose it: the facts DESIGN.md's table reads."""
+    """An order's history as the generator chose it: the facts docs/design.md's table reads."""
 
     oid: str
     distributor: str
@@ -425,7 +429,7 @@ def order_of(plan: Plan) -> Order:
         OrderStatus.FIXED: lambda t: order.mark_fixed(t, TICKETS),
         OrderStatus.CANCELED: lambda t: order.cancel(t, "canceled"),
         OrderStatus.REFUNDING: lambda t: order.start_refund(t, "refund"),
-        OrderStatus.REFUNDED: order.mark_refunded,
+        OrderStatus.REFUNDED: lambda t: order.mark_refunded(t, SupplierRefund(t, "platform")),
         OrderStatus.REFUND_FAIL: lambda t: order.mark_refund_failed(t, "refused"),
     }
     for status, at in zip(plan.path, plan.times, strict=True):
@@ -445,7 +449,8 @@ class Figures:
     suppliers: dict[Key, list[int]] = field(default_factory=dict)
 
 
-def figures_of_snapshot(snap: dict[str, Any]) -> Figures:
+def figures_of_snapshot(snapshot: Snapshot) -> Figures:
+    snap = snapshot.as_dict()
     fig = Figures(flows=snap["flows"])
     for d in snap["distributors"]:
         assert d["net"] == d["receivable_plus"] - d["receivable_minus"]
@@ -479,7 +484,7 @@ def fold_flows(flows: list[Flow]) -> dict[str, Figures]:
 def design_table(
     plans: list[Plan],
 ) -> tuple[dict[str, Figures], dict[str, list[tuple[date, int, int]]]]:
-    """Recomputation 2: DESIGN.md's table read straight off the generator's histories,
+    """Recomputation 2: docs/design.md's table read straight off the generator's histories,
     without `flows_for`. Returns per-period figures and per-order (day, rec, set) moves."""
     out: dict[str, Figures] = {}
     per_order: dict[str, list[tuple[date, int, int]]] = {}
@@ -542,7 +547,7 @@ def test_book_equals_both_recomputations(plans: list[Plan]) -> None:
             assert rec >= sett, (oid, day)
         assert book.order_nets(oid) == (sum(m[1] for m in moves), sum(m[2] for m in moves))
     for period in book.periods():
-        snap = book.snapshot(period)
+        snap = book.snapshot(period).as_dict()
         assert snap["holds"], snap["checks"]
         for c in snap["currencies"]:
             assert c["retained"] == c["receivable_net"] - c["settlement_net"]

@@ -1,6 +1,6 @@
-"""The order and delivery status machines against DESIGN.md's diagrams, pair by pair.
+"""The order and delivery status machines against docs/design.md's diagrams, pair by pair.
 
-The expected edges are written out here from DESIGN.md ("Order status", "Delivery status"),
+The expected edges are written out here from docs/design.md ("Order status", "Delivery status"),
 not read from `domain.status`, so a drift in the code's table fails these tests.
 """
 
@@ -22,7 +22,7 @@ from domain.status import (
     transition,
 )
 
-# DESIGN.md, "Order status". The "negotiate (poll)" loop on FIXING is the order *staying*
+# docs/design.md, "Order status". The "stays FIXING" loop on FIXING is the order *staying*
 # FIXING while the supplier is polled (no status change), so FIXING -> FIXING is not an edge.
 ORDER_EDGES: frozenset[tuple[OrderStatus, OrderStatus]] = frozenset(
     {
@@ -41,7 +41,7 @@ ORDER_EDGES: frozenset[tuple[OrderStatus, OrderStatus]] = frozenset(
     }
 )
 
-# DESIGN.md, "Delivery status": NONE -> PENDING -> SHIPPED -> DELIVERED (express),
+# docs/design.md, "Delivery status": NONE -> PENDING -> SHIPPED -> DELIVERED (express),
 # NONE -> DELIVERED (e-tickets).
 DELIVERY_EDGES: frozenset[tuple[DeliveryStatus, DeliveryStatus]] = frozenset(
     {

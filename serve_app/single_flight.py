@@ -1,4 +1,6 @@
-"""Identical calls in flight at once share one call.
+"""Identical calls in flight at once share one call: the one single-flight helper of the API,
+used by its caches (concurrent misses of a key share one load) and by its order routes
+(identical get / issue / cancel calls of one order share one trip to the order's host).
 
 A retry storm (a distributor's client timing out and resending the same issue a thousand
 times) would otherwise cost a thousand trips to the order's host, each answered the same,
@@ -6,6 +8,10 @@ because an order's reply to issue / cancel / get is a function of its state. A r
 joins a call already in flight gets that call's reply: a state the order was in while the
 request was being served, which is what it would have been told had it waited its turn in
 the order's mailbox.
+
+The call runs in a task of its own: a caller that gives up (its client went away) leaves it
+running for the others. A failure reaches every caller and is not kept: the next call after
+it is a call of its own.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 
-class Coalescer(Generic[K, V]):
+class SingleFlight(Generic[K, V]):
     def __init__(self) -> None:
         self._running: dict[K, asyncio.Task[V]] = {}
 
@@ -32,8 +38,12 @@ class Coalescer(Generic[K, V]):
             task = asyncio.ensure_future(call())
             self._running[key] = task
             task.add_done_callback(lambda done: self._finished(key, done))
-        # A caller that gives up (its client went away) leaves the call running for the rest.
         return await asyncio.shield(task)
+
+    def forget(self) -> None:
+        """Calls made from now on do not join the ones in flight (which still answer their
+        own callers)."""
+        self._running.clear()
 
     def _finished(self, key: K, done: asyncio.Task[V]) -> None:
         if self._running.get(key) is done:

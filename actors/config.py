@@ -1,0 +1,63 @@
+"""Every platform actor's configuration, as plain frozen values (they travel to other
+processes). `showdist.composition` builds a `PlatformConfig` from the settings, once, and
+every process that starts an actor derives that actor's configuration from it here: so
+whichever process starts an actor first (actors are found by name, and started by the first
+caller), it starts with the same settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class OrderHostSettings:
+    lock_ttl_seconds: int = 900
+    idle_seconds: float = 120.0  # an order actor idle this long is passivated
+    db_pool_size: int = 16
+    sweep_seconds: float = 5.0
+    abandoned_lock_seconds: float = 60.0  # a NEW order older than this lost its lock call
+    platform_seed_b64: str = field(default="", repr=False)  # signs callbacks
+
+
+@dataclass(frozen=True, slots=True)
+class SupplierSettings:
+    max_concurrency: int = 64  # calls in flight to one supplier, per replica
+    tick_seconds: float = 1.0  # negotiations, releases, feeds
+    breaker_failures: int = 5
+    breaker_cooldown_seconds: float = 5.0
+    catalog_sync_seconds: float = 60.0
+    db_pool_size: int = 4
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementSettings:
+    tick_seconds: float = 1.0
+    db_pool_size: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformConfig:
+    instance: str  # names this platform's actors (one platform per database)
+    namespace: str  # the Ray namespace they live in
+    database_url: str = field(repr=False)
+    timezone: str = "Asia/Shanghai"
+    order_hosts: int = 2
+    hosts: OrderHostSettings = OrderHostSettings()
+    suppliers: SupplierSettings = SupplierSettings()
+    settlement: SettlementSettings = SettlementSettings()
+
+
+@dataclass(frozen=True, slots=True)
+class SupplierActorConfig:
+    """One replica of one supplier's actor."""
+
+    platform: PlatformConfig
+    supplier_id: str
+    gateway: str
+    gateway_config: dict[str, Any] = field(repr=False)
+    replica: int = 0  # this actor's index among the supplier's replicas
+
+    @property
+    def settings(self) -> SupplierSettings:
+        return self.platform.suppliers

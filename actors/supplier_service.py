@@ -1,0 +1,197 @@
+"""Every call to a supplier goes through its supplier's service: one place to bound
+concurrency, break the circuit when the supplier fails, and keep the supplier's live
+statistics, from which the polling policy of its negotiations follows. A plain class
+(testable without Ray); `actors.supplier_actor.SupplierActor` is its Ray home."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from actors.interfaces import SupplierCalls, SupplierStats
+from domain.circuit import CircuitBreaker
+from domain.negotiation import PollingPolicy, SupplierHealth, polling_policy
+from suppliers.gateway import (
+    CallResult,
+    Catalog,
+    DeliveryUpdateEvent,
+    ErrorCode,
+    IssueInfo,
+    LockInfo,
+    Outcome,
+    RefundInfo,
+    SupplierGateway,
+    SupplierRefundEvent,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_WINDOW = 2000  # calls kept for the rolling statistics
+# Definite business answers: the supplier is up and said no.
+_BUSINESS_ERRORS = frozenset(
+    {
+        ErrorCode.SOLD_OUT,
+        ErrorCode.REFUSED,
+        ErrorCode.NOT_FOUND,
+        ErrorCode.INVALID_REQUEST,
+        ErrorCode.HTTP_4XX,
+        ErrorCode.NOT_ISSUED,
+        ErrorCode.NOT_REFUNDED,
+    }
+)
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return 0.0
+    idx = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[idx]
+
+
+class SupplierService:
+    def __init__(
+        self,
+        supplier_id: str,
+        gateway: SupplierGateway,
+        *,
+        max_concurrency: int,
+        breaker: CircuitBreaker | None = None,
+        slot_wait_s: float = 2.0,
+    ) -> None:
+        self.supplier_id = supplier_id
+        self._gateway = gateway
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._slot_wait_s = slot_wait_s
+        self._breaker = breaker or CircuitBreaker()
+        self._outcomes: deque[Outcome] = deque(maxlen=_WINDOW)
+        self._latencies: deque[float] = deque(maxlen=_WINDOW)
+        self._in_flight = 0
+        self._overrides: tuple[int | None, int | None] = (None, None)
+
+    def set_overrides(self, interval_ms: int | None, give_up_ms: int | None) -> None:
+        self._overrides = (interval_ms, give_up_ms)
+
+    def _record(self, result: CallResult[Any], started: float) -> None:
+        self._outcomes.append(result.outcome)
+        self._latencies.append((time.perf_counter() - started) * 1000.0)
+
+    def _feed_breaker(self, result: CallResult[Any]) -> None:
+        # Only locks feed the breaker: it guards the call that must fail fast, and a
+        # supplier whose background calls (releases, feeds) work may still refuse locks.
+        if result.outcome is Outcome.DONE or result.error in _BUSINESS_ERRORS:
+            self._breaker.record_success()
+        else:
+            self._breaker.record_failure(time.monotonic())
+
+    async def _call(self, fn: Callable[[], Awaitable[CallResult[T]]]) -> CallResult[T]:
+        async with self._slots:
+            self._in_flight += 1
+            started = time.perf_counter()
+            try:
+                result = await fn()
+            finally:
+                self._in_flight -= 1
+        self._record(result, started)
+        return result
+
+    async def lock(
+        self, order_id: str, session_ref: str, tier_ref: str, quantity: int
+    ) -> CallResult[LockInfo]:
+        # Before payment we fail fast: an open circuit or a saturated supplier answers at once
+        # without calling it (and without holding anything there).
+        if not self._breaker.allow(time.monotonic()):
+            return CallResult(Outcome.FAILED, error=ErrorCode.CIRCUIT_OPEN, message="circuit open")
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self._slot_wait_s)
+        except TimeoutError:
+            self._breaker.probe_in_flight = False
+            return CallResult(Outcome.FAILED, error="busy", message="supplier at its call limit")
+        self._in_flight += 1
+        started = time.perf_counter()
+        try:
+            result = await self._gateway.lock(order_id, session_ref, tier_ref, quantity)
+        finally:
+            self._in_flight -= 1
+            self._slots.release()
+        self._record(result, started)
+        self._feed_breaker(result)
+        return result
+
+    async def release(self, order_id: str) -> CallResult[None]:
+        return await self._call(lambda: self._gateway.release(order_id))
+
+    async def issue(self, order_id: str) -> CallResult[IssueInfo]:
+        # Not short-circuited: the buyer has paid, and a refused call is worse than a slow one.
+        return await self._call(lambda: self._gateway.issue(order_id))
+
+    async def query_issue(self, order_id: str) -> CallResult[IssueInfo]:
+        return await self._call(lambda: self._gateway.query_issue(order_id))
+
+    async def refund(self, order_id: str) -> CallResult[RefundInfo]:
+        return await self._call(lambda: self._gateway.refund(order_id))
+
+    async def query_refund(self, order_id: str) -> CallResult[RefundInfo]:
+        return await self._call(lambda: self._gateway.query_refund(order_id))
+
+    async def catalog(self) -> CallResult[Catalog]:
+        return await self._call(self._gateway.catalog)
+
+    async def supplier_refunds(self, since_seq: int) -> CallResult[list[SupplierRefundEvent]]:
+        return await self._call(lambda: self._gateway.supplier_refunds(since_seq))
+
+    async def delivery_updates(self, since_seq: int) -> CallResult[list[DeliveryUpdateEvent]]:
+        return await self._call(lambda: self._gateway.delivery_updates(since_seq))
+
+    def _health(self) -> tuple[int, int, int, list[float]]:
+        outcomes = list(self._outcomes)
+        done = sum(1 for o in outcomes if o is Outcome.DONE)
+        unknown = sum(1 for o in outcomes if o is Outcome.UNKNOWN)
+        return len(outcomes), done, unknown, sorted(self._latencies)
+
+    def polling_policy(self) -> PollingPolicy:
+        return self._policy(*self._health())
+
+    def _policy(self, n: int, done: int, unknown: int, lat: list[float]) -> PollingPolicy:
+        health = SupplierHealth(
+            success_rate=done / n if n else 1.0,
+            unknown_rate=unknown / n if n else 0.0,
+            latency_p95_ms=_percentile(lat, 0.95),
+        )
+        return polling_policy(
+            health, interval_override_ms=self._overrides[0], give_up_override_ms=self._overrides[1]
+        )
+
+    async def policy(self) -> PollingPolicy:
+        return self.polling_policy()
+
+    def current_stats(self) -> SupplierStats:
+        n, done, unknown, lat = self._health()
+        policy = self._policy(n, done, unknown, lat)
+        return SupplierStats(
+            calls=n,
+            done=done,
+            failed=n - done - unknown,
+            unknown=unknown,
+            success_rate=done / n if n else 1.0,
+            unknown_rate=unknown / n if n else 0.0,
+            latency_p50_ms=_percentile(lat, 0.50),
+            latency_p95_ms=_percentile(lat, 0.95),
+            latency_p99_ms=_percentile(lat, 0.99),
+            in_flight=self._in_flight,
+            circuit=self._breaker.state.value,
+            poll_interval_s=policy.interval.total_seconds(),
+            give_up_after_s=policy.give_up_after.total_seconds(),
+            polling_adaptive=policy.adaptive,
+        )
+
+    async def aclose(self) -> None:
+        await self._gateway.aclose()
+
+
+if TYPE_CHECKING:  # the service answers every call an order's actor makes of its supplier
+    _implements: type[SupplierCalls] = SupplierService

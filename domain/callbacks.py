@@ -1,0 +1,53 @@
+"""The callbacks a distributor is sent, derived from the facts of an order's moves.
+
+A callback is a JSON body posted to the order's `callback_url` (signed by the courier,
+`actors/callbacks.py`): `order.status_changed` for every status the order moves to after it
+was created (the create's own reply tells of NEW), and `order.delivery_changed` for a
+delivery step the supplier reported.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from domain.order import DeliveryChanged, Fact, Moved, Order
+from domain.status import OrderStatus
+
+STATUS_CHANGED = "order.status_changed"
+DELIVERY_CHANGED = "order.delivery_changed"
+
+
+def callback_body(order: Order, event: str, status: str, at: datetime) -> str:
+    return json.dumps(
+        {
+            "type": event,
+            "order_id": order.id,
+            "distributor_order_id": order.distributor_order_id,
+            "status": order.status.value if event == DELIVERY_CHANGED else status,
+            "delivery_status": order.delivery_status.value,
+            "at": at.astimezone(UTC).isoformat(),
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+
+
+def callbacks_implied(order: Order, facts: Iterable[Fact]) -> list[str]:
+    """The bodies to post for `facts`, in the order the facts were recorded; none without a
+    callback URL. A save that records several delivery steps tells of the last one once."""
+    if not order.callback_url:
+        return []
+    bodies: list[str] = []
+    delivery: DeliveryChanged | None = None
+    for fact in facts:
+        if isinstance(fact, Moved) and fact.entry.status is not OrderStatus.NEW:
+            bodies.append(
+                callback_body(order, STATUS_CHANGED, fact.entry.status.value, fact.entry.at)
+            )
+        elif isinstance(fact, DeliveryChanged):
+            delivery = fact
+    if delivery is not None:
+        bodies.append(callback_body(order, DELIVERY_CHANGED, order.status.value, delivery.at))
+    return bodies

@@ -1,0 +1,158 @@
+"""The distributors' order routes (`/v1/orders`) and the unsigned ones. Routes are thin:
+check the caller, shape the command, ask the order's host, render the reply.
+
+Identical get / issue / cancel calls of one order by one distributor in flight at once share
+one trip to the order's host (`serve_app.coalesce`): their replies are a function of the
+order's state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from actors.interfaces import CreateOrder
+from domain.grants import any_grant_covers
+from domain.ids import order_id_for
+from domain.order import DeliveryMethod, request_fingerprint
+from domain.status import OrderStatus
+from serve_app.deps import DistributorCaller, read_body, state_of
+from serve_app.errors import ApiError
+from serve_app.hot_paths import hot
+from serve_app.paging import decode_cursor, encode_cursor, parse_limit, parse_time
+from serve_app.replies import reply_response
+from serve_app.responses import JSONResponse
+from serve_app.schemas import CreateOrderBody, RefundBody
+from serve_app.views import order_view
+
+# -- unsigned ----------------------------------------------------------------------------
+public = APIRouter()
+
+
+@public.get("/healthz")
+@hot
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@public.get("/v1/platform-key")
+async def platform_key(request: Request) -> dict[str, str]:
+    return {
+        "key_id": "platform",
+        "algorithm": "ed25519",
+        "public_key": state_of(request).platform_public_key,
+    }
+
+
+# -- distributor -------------------------------------------------------------------------
+v1 = APIRouter(prefix="/v1")
+
+
+@v1.post("/orders")
+@hot
+async def create_order(request: Request, caller: DistributorCaller) -> JSONResponse:
+    state = state_of(request)
+    assert caller.distributor_id is not None
+    body = await read_body(request, CreateOrderBody)
+    tier = await state.catalog.tier_for_sale(body.session_id, body.tier_id)
+    if tier is None:
+        raise ApiError(404, "not_found", "no such session and tier")
+    grants = await state.accounts.grants_of(caller.distributor_id)
+    if not any_grant_covers(grants, tier.item, state.now()):
+        raise ApiError(403, "forbidden", "no live grant covers this session")
+    if tier.show_status != "online" or tier.session_status != "online":
+        raise ApiError(409, "not_on_sale", "this session is not on sale")
+    ttl = state.settings.lock_ttl_seconds
+    cmd = CreateOrder(
+        order_id=order_id_for(caller.distributor_id, body.distributor_order_id),
+        distributor_id=caller.distributor_id,
+        distributor_order_id=body.distributor_order_id,
+        supplier_id=tier.supplier_id,
+        session_id=tier.session_id,
+        tier_id=tier.tier_id,
+        session_ref=tier.session_ref,
+        tier_ref=tier.tier_ref,
+        quantity=body.quantity,
+        unit_price=tier.price,
+        settlement_price=tier.settlement_price,
+        face_value=tier.face_value,
+        currency=tier.currency,
+        delivery_method=DeliveryMethod(body.delivery.method),
+        delivery_address=body.delivery.address,
+        buyer={"name": body.buyer.name, "phone": body.buyer.phone},
+        callback_url=body.callback_url,
+        request_hash=request_fingerprint(body.fingerprint_fields()),
+        lock_seconds=min(body.lock_seconds or ttl, ttl),
+    )
+    return reply_response(await state.hosts.for_order(cmd.order_id).create(cmd), state)
+
+
+@v1.get("/orders")
+async def list_orders(
+    request: Request,
+    caller: DistributorCaller,
+    status: str | None = None,
+    updated_since: str | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    state = state_of(request)
+    assert caller.distributor_id is not None
+    if status is not None and status not in OrderStatus.__members__:
+        raise ApiError(422, "invalid_request", f"status: unknown status {status!r}")
+    n = parse_limit(limit)
+    found = await state.orders.list_for_distributor(
+        caller.distributor_id,
+        status=status,
+        updated_since=parse_time("updated_since", updated_since),
+        after=decode_cursor(cursor),
+        limit=n,
+    )
+    next_cursor = encode_cursor(found[-1].updated_at, found[-1].id) if len(found) == n else None
+    return {"items": [order_view(o, state.tz) for o in found], "next_cursor": next_cursor}
+
+
+@v1.get("/orders/{order_id}")
+@hot
+async def get_order(order_id: str, request: Request, caller: DistributorCaller) -> JSONResponse:
+    state = state_of(request)
+    host = state.hosts.for_order(order_id)
+    reply = await state.in_flight.run(
+        ("get", order_id, caller.distributor_id),
+        lambda: host.get(order_id, caller.distributor_id),
+    )
+    return reply_response(reply, state)
+
+
+@v1.post("/orders/{order_id}/issue")
+@hot
+async def issue_order(order_id: str, request: Request, caller: DistributorCaller) -> JSONResponse:
+    state = state_of(request)
+    assert caller.distributor_id is not None
+    distributor_id = caller.distributor_id
+    host = state.hosts.for_order(order_id)
+    reply = await state.in_flight.run(
+        ("issue", order_id, distributor_id), lambda: host.issue(order_id, distributor_id)
+    )
+    return reply_response(reply, state)
+
+
+@v1.post("/orders/{order_id}/cancel")
+@hot
+async def cancel_order(order_id: str, request: Request, caller: DistributorCaller) -> JSONResponse:
+    state = state_of(request)
+    host = state.hosts.for_order(order_id)
+    reply = await state.in_flight.run(
+        ("cancel", order_id, caller.distributor_id),
+        lambda: host.cancel(order_id, caller.distributor_id),
+    )
+    return reply_response(reply, state)
+
+
+@v1.post("/orders/{order_id}/refund")
+async def refund_order(order_id: str, request: Request, caller: DistributorCaller) -> JSONResponse:
+    state = state_of(request)
+    body = await read_body(request, RefundBody)
+    assert caller.distributor_id is not None
+    host = state.hosts.for_order(order_id)
+    return reply_response(await host.refund(order_id, caller.distributor_id, body.reason), state)

@@ -1,0 +1,134 @@
+"""Actors start with the platform's settings whichever process starts them, and an admin
+call to a supplier whose actor is restarting answers 503, never 500."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from actors.interfaces import CreateOrder
+from actors.routing import OrderHosts, running_supplier_actor
+from domain.ids import order_id_for
+from domain.order import DeliveryMethod, request_fingerprint
+from persistence.catalog import CatalogRepository
+from persistence.db import make_engine
+from showdist.client import AsyncSignedClient
+from showdist.demo import seed_demo
+from showdist.platform import RunningPlatform, start_platform, stop_platform
+from showdist.settings import Settings
+from tests.support.services import PostgresServer
+from tests.support.waiting import eventually
+from tests.support.world import World
+
+
+@pytest.fixture
+def demo_platform(
+    platform: RunningPlatform,
+    postgres: PostgresServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[RunningPlatform]:
+    """A second platform in the test run's Ray session, started as `showdist up --demo` starts
+    one (its settings from the environment), without its own API under Serve (the test run's
+    Serve already answers on /)."""
+    monkeypatch.setenv("SHOWDIST_CATALOG_SYNC_SECONDS", "45")
+    monkeypatch.setenv("SHOWDIST_SUPPLIER_TICK_SECONDS", "0.3")
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=postgres.create_database("demo_sync"),
+        instance="demo-sync",
+        ray_namespace=platform.settings.ray_namespace,
+        order_hosts=1,
+    )
+    running = start_platform(settings, serve_api=False)
+    yield running
+    stop_platform(running, serve_api=False)
+
+
+async def test_a_supplier_actor_started_by_a_first_lock_has_the_configured_settings(
+    demo_platform: RunningPlatform, sandbox: Any, world: World
+) -> None:
+    settings = demo_platform.settings
+    # As `showdist up --demo`: the demo supplier is created after the platform started, so
+    # no supplier actor runs yet; the first lock starts it, from an order host.
+    info = await seed_demo(settings, sandbox.url)
+    supplier_id = info["supplier_id"]
+    with pytest.raises(ValueError, match="Failed to look up actor"):
+        running_supplier_actor(demo_platform.config, supplier_id)
+    engine = make_engine(settings.resolved_database_url())
+    try:
+        catalog = CatalogRepository(engine)
+        session_id, tier_id = info["example"]["session_id"], info["example"]["tier_id"]
+        tier = await catalog.tier_for_sale(session_id, tier_id)
+    finally:
+        await engine.dispose()
+    assert tier is not None
+    cmd = CreateOrder(
+        order_id=order_id_for(info["distributor_id"], "DEMO-1"),
+        distributor_id=info["distributor_id"],
+        distributor_order_id="DEMO-1",
+        supplier_id=supplier_id,
+        session_id=tier.session_id,
+        tier_id=tier.tier_id,
+        session_ref=tier.session_ref,
+        tier_ref=tier.tier_ref,
+        quantity=1,
+        unit_price=tier.price,
+        settlement_price=tier.settlement_price,
+        face_value=tier.face_value,
+        currency=tier.currency,
+        delivery_method=DeliveryMethod.ETICKET,
+        delivery_address=None,
+        buyer={"name": "张三", "phone": "13800000000"},
+        callback_url=None,
+        request_hash=request_fingerprint({"demo": 1}),
+    )
+    reply = await OrderHosts(demo_platform.config).for_order(cmd.order_id).create(cmd)
+    assert reply.order is not None, reply
+    assert reply.order.status == "LOCKED", reply
+
+    config = await running_supplier_actor(demo_platform.config, supplier_id).config()
+    assert config.settings.catalog_sync_seconds == 45.0
+    assert config.settings.tick_seconds == 0.3
+    assert config.settings == demo_platform.config.suppliers
+    assert config.platform.instance == "demo-sync"
+
+
+async def test_supplier_stats_answer_503_while_its_actor_restarts(
+    platform: RunningPlatform, world: World, admin_client: AsyncSignedClient
+) -> None:
+    path = f"/admin/v1/suppliers/{world.supplier_id}"
+    actor = running_supplier_actor(platform.config, world.supplier_id)
+    pid = await actor.pid()
+    assert (await admin_client.request("GET", path)).status_code == 200  # caches warm
+    # Hold every read of the suppliers table, so the actor's answer to the stats call is in
+    # flight when its process dies.
+    locker = make_engine(platform.settings.resolved_database_url())
+    try:
+        async with locker.connect() as conn:
+            await conn.execute(text("BEGIN"))
+            await conn.execute(text("LOCK TABLE suppliers IN ACCESS EXCLUSIVE MODE"))
+            asking = asyncio.ensure_future(admin_client.request("GET", path))
+            await asyncio.sleep(0.5)
+            assert not asking.done()
+            os.kill(pid, signal.SIGKILL)
+            r = await asyncio.wait_for(asking, 30)
+            await conn.execute(text("ROLLBACK"))
+    finally:
+        await locker.dispose()
+    assert r.status_code == 503, r.text
+    assert r.json()["error"]["code"] == "supplier_unavailable"
+
+    async def stats() -> Any:
+        return await admin_client.request("GET", path)
+
+    back = await eventually(stats, lambda resp: resp.status_code == 200, timeout=60)
+    assert back.json()["id"] == world.supplier_id
+    assert await actor.pid() != pid
