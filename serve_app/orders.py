@@ -7,14 +7,16 @@ order's state."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
 
-from actors.interfaces import CreateOrder
+from actors.interfaces import CreateOrder, OrderHostCalls
 from domain.grants import any_grant_covers
 from domain.ids import order_id_for
 from domain.order import DeliveryMethod, request_fingerprint
+from domain.replies import OrderReply
 from domain.status import OrderStatus
 from serve_app.deps import DistributorCaller, read_body, state_of
 from serve_app.errors import ApiError
@@ -112,41 +114,38 @@ async def list_orders(
     return {"items": [order_view(o, state.tz) for o in found], "next_cursor": next_cursor}
 
 
+async def _shared(
+    request: Request,
+    key: tuple[str, str, str | None],
+    call: Callable[[OrderHostCalls], Awaitable[OrderReply]],
+) -> JSONResponse:
+    """One order's call to its host, shared with identical calls in flight (same operation,
+    order and distributor: `key`)."""
+    state = state_of(request)
+    host = state.hosts.for_order(key[1])
+    return reply_response(await state.in_flight.run(key, lambda: call(host)), state)
+
+
 @v1.get("/orders/{order_id}")
 @hot
 async def get_order(order_id: str, request: Request, caller: DistributorCaller) -> JSONResponse:
-    state = state_of(request)
-    host = state.hosts.for_order(order_id)
-    reply = await state.in_flight.run(
-        ("get", order_id, caller.distributor_id),
-        lambda: host.get(order_id, caller.distributor_id),
-    )
-    return reply_response(reply, state)
+    who = caller.distributor_id
+    return await _shared(request, ("get", order_id, who), lambda h: h.get(order_id, who))
 
 
 @v1.post("/orders/{order_id}/issue")
 @hot
 async def issue_order(order_id: str, request: Request, caller: DistributorCaller) -> JSONResponse:
-    state = state_of(request)
-    assert caller.distributor_id is not None
-    distributor_id = caller.distributor_id
-    host = state.hosts.for_order(order_id)
-    reply = await state.in_flight.run(
-        ("issue", order_id, distributor_id), lambda: host.issue(order_id, distributor_id)
-    )
-    return reply_response(reply, state)
+    who = caller.distributor_id
+    assert who is not None
+    return await _shared(request, ("issue", order_id, who), lambda h: h.issue(order_id, who))
 
 
 @v1.post("/orders/{order_id}/cancel")
 @hot
 async def cancel_order(order_id: str, request: Request, caller: DistributorCaller) -> JSONResponse:
-    state = state_of(request)
-    host = state.hosts.for_order(order_id)
-    reply = await state.in_flight.run(
-        ("cancel", order_id, caller.distributor_id),
-        lambda: host.cancel(order_id, caller.distributor_id),
-    )
-    return reply_response(reply, state)
+    who = caller.distributor_id
+    return await _shared(request, ("cancel", order_id, who), lambda h: h.cancel(order_id, who))
 
 
 @v1.post("/orders/{order_id}/refund")

@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import ast
 import base64
-import json
 import re
 import subprocess
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TypedDict, cast
 
 import pytest
 
 from domain.signing import HEADER_KEY, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP
+from tests.unit.test_signing import _VECTORS_PATH, VECTORS, _Vectors
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -40,25 +39,6 @@ _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _INLINE_CODE = re.compile(r"`[^`\n]*`")
 _LINK = re.compile(r"\[[^\]\n]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
-
-
-class _Case(TypedDict):
-    algorithm: str
-    method: str
-    target: str
-    key_id: str
-    timestamp: int
-    nonce: str
-    body_b64: str
-    string_to_sign: str
-    signature: str
-
-
-class _Vectors(TypedDict):
-    hmac_secret: str
-    ed25519_private_seed_b64: str
-    ed25519_public_key_b64: str
-    cases: list[_Case]
 
 
 def _lines_outside_fences(text: str) -> Iterator[str]:
@@ -134,7 +114,8 @@ def _repository_files() -> list[Path]:
 
 
 def _vectors() -> _Vectors:
-    return cast(_Vectors, json.loads(VECTORS_JSON.read_text(encoding="utf-8")))
+    assert VECTORS_JSON == _VECTORS_PATH  # the one copy, which test_signing checks
+    return VECTORS
 
 
 # --- links ----------------------------------------------------------------------------------
