@@ -6,7 +6,7 @@ caller), it starts with the same settings."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 
@@ -46,6 +46,11 @@ class PlatformConfig:
     hosts: OrderHostSettings = OrderHostSettings()
     suppliers: SupplierSettings = SupplierSettings()
     settlement: SettlementSettings = SettlementSettings()
+
+    def without_signing_key(self) -> PlatformConfig:
+        """The configuration for actors that sign nothing (supplier and settlement actors):
+        the callback signing seed stays with the order hosts."""
+        return replace(self, hosts=replace(self.hosts, platform_seed_b64=""))
 
 
 @dataclass(frozen=True, slots=True)

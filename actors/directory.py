@@ -31,7 +31,11 @@ def supplier_actor(
 ) -> SupplierActorCalls:
     """A supplier replica's actor, started if this is the first caller anywhere."""
     config = SupplierActorConfig(
-        platform, supplier.id, supplier.gateway, dict(supplier.config), replica
+        platform.without_signing_key(),
+        supplier.id,
+        supplier.gateway,
+        dict(supplier.config),
+        replica,
     )
     handle: Any = named_actor(
         SupplierActorRemote,

@@ -286,6 +286,7 @@ class OrderActor:
     # -- messages from the supplier actor and the timers -----------------------------------
     async def negotiation_answer(self, kind: NegotiationKind, result: CallResult[Any]) -> str:
         """A poll of the supplier answered (DONE or FAILED); returns the order's status."""
+        kind = NegotiationKind(kind)
         async with self.mailbox:
             order = await self._load()
             if order is None:
@@ -300,7 +301,7 @@ class OrderActor:
                 await self._refund_answered(order, supplier, result, closes=closes)
             else:
                 # Already decided (for example by an operator): just close the negotiation.
-                order.close_negotiation(kind, Resolution.SUPERSEDED, self._clock())
+                order.close_negotiation(kind, Resolution.SUPERSEDED, order.updated_at)
                 await self._save(order)
             return order.status.value
 

@@ -42,6 +42,11 @@ class ActorUnavailable(Exception):
         self.method = method
         self.cause = cause
 
+    def __reduce__(
+        self,
+    ) -> tuple[type[ActorUnavailable], tuple[ActorRole, str, BaseException | None]]:
+        return (type(self), (self.role, self.method, self.cause))
+
 
 def _task_cause(exc: RayTaskError) -> BaseException:
     cause = getattr(exc, "cause", None)
@@ -59,9 +64,14 @@ class _Proxy:
         method = getattr(self._handle, name)
         role = self._role
 
-        async def call(*args: Any, **kwargs: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Awaitable[Any]:
+            # Sent now, as `.remote()` sends it; what comes back is awaited (and classified)
+            # by whoever awaits the result.
+            return answer(method.remote(*args, **kwargs))
+
+        async def answer(ref: Any) -> Any:
             try:
-                return await method.remote(*args, **kwargs)
+                return await ref
             except RayTaskError as exc:
                 cause = _task_cause(exc)
                 if isinstance(cause, Refusal):

@@ -55,7 +55,7 @@ def settlement_actor(platform: PlatformConfig) -> SettlementCalls:
         settlement_actor_name(platform.instance),
         platform.namespace,
         max_concurrency=1000,
-    ).remote(platform)
+    ).remote(platform.without_signing_key())
     return typed(handle, SettlementCalls, ActorRole.SETTLEMENT)
 
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import ray
+from sqlalchemy.engine import make_url
 
 from actors.config import SupplierActorConfig
 from actors.interfaces import SessionStock, SupplierActorCalls, SupplierStats
@@ -122,8 +124,9 @@ class SupplierActor(SupplierService):
         }
 
     async def config(self) -> SupplierActorConfig:
-        """The configuration this replica was started with."""
-        return self._config
+        """The configuration this replica was started with (the database password hidden)."""
+        url = make_url(self._config.platform.database_url).render_as_string(hide_password=True)
+        return replace(self._config, platform=replace(self._config.platform, database_url=url))
 
     async def ping(self) -> str:
         return self.supplier_id

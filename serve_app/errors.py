@@ -80,11 +80,10 @@ def error_for(method: str, path: str, exc: Exception) -> JSONResponse:
         for kind, to_error in _REFUSALS.items():
             if isinstance(exc, kind):
                 return error_for(method, path, to_error(exc))
-    cause = exc.cause if isinstance(exc, ActorUnavailable) else exc
-    if cause is not None and _database_unavailable(cause):
-        log.warning("database unavailable on %s %s: %s", method, path, cause)
+    if _database_unavailable(exc):  # this process's own database call
+        log.warning("database unavailable on %s %s: %s", method, path, exc)
         return error_response(503, "database_unavailable", "please retry shortly")
-    if isinstance(exc, ActorUnavailable):
+    if isinstance(exc, ActorUnavailable):  # (its database failing inside it included)
         if exc.cause is not None:
             log.error("%s on %s %s", exc, method, path, exc_info=exc.cause)
         return error_response(503, UNAVAILABLE_CODE[exc.role], "please retry shortly")

@@ -11,7 +11,9 @@ errors through the app's own exception handlers. Everything else falls through t
 
 A route marked `@hot` whose signature the dispatcher cannot serve as FastAPI would (query,
 header, cookie or body parameters; dependencies that have parameters or dependencies of their
-own) is refused when the app is built, never served differently.
+own; converted path parameters; a response class or model of its own) is refused when the app
+is built, never served differently. (`app.dependency_overrides` are not applied on the hot
+paths; the platform sets none.)
 """
 
 from __future__ import annotations
@@ -21,8 +23,12 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from fastapi.datastructures import DefaultPlaceholder
 from fastapi.dependencies.models import Dependant
+from fastapi.responses import JSONResponse as FastAPIJSONResponse
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
+from starlette._utils import get_route_path
+from starlette.convertors import StringConvertor
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
@@ -111,6 +117,15 @@ def hot_route(route: RouteContext) -> HotRoute:
         if not _request_only(sub) or sub.request_param_name is None:
             raise _refuse(route, f"dependency {sub.name} needs more than the request")
         deps.append((sub.name, sub.call))
+    if any(not isinstance(c, StringConvertor) for c in route.param_convertors.values()):
+        raise _refuse(route, "a path parameter is converted (only plain strings are served)")
+    declared = route.response_class
+    if isinstance(declared, DefaultPlaceholder):
+        declared = declared.value
+    if not (
+        isinstance(declared, type) and issubclass(declared, FastAPIJSONResponse | JSONResponse)
+    ):
+        raise _refuse(route, "it declares a response class other than JSON")
     model = route.response_model
     if model is not None and model is not dict and getattr(model, "__origin__", None) is not dict:
         raise _refuse(route, "its response model would be validated by FastAPI")
@@ -151,7 +166,7 @@ class HotPaths:
         """The hot route FastAPI would send this request to, with its path parameters; None
         when FastAPI would send it elsewhere (or nowhere). Matched as Starlette matches a
         route: the whole path against the route's pattern, then the method."""
-        path, method = scope["path"], scope["method"]
+        path, method = get_route_path(scope), scope["method"]
         for route, served in self._walk:
             found = route.path_regex.match(path)
             if found is None:
