@@ -18,6 +18,12 @@ class OrderHostSettings:
     sweep_seconds: float = 5.0
     abandoned_lock_seconds: float = 60.0  # a NEW order older than this lost its lock call
     platform_seed_b64: str = field(default="", repr=False)  # signs callbacks
+    # The callback courier (actors/callbacks.py).
+    callback_deadline_seconds: float = 10.0  # a delivery's whole time: connect, send, answer
+    callback_max_attempts: int = 12  # failed attempts, then the message is dead
+    callback_max_age_seconds: float = 86_400.0  # still failing this long after written: dead
+    callback_per_distributor: int = 20  # orders per distributor whose messages a round takes
+    callback_allowed_networks: tuple[str, ...] = ()  # CIDRs allowed although private/loopback
 
 
 @dataclass(frozen=True, slots=True)

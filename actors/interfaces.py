@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Protocol
 
 from actors.config import SupplierActorConfig
@@ -52,10 +53,23 @@ class CreateOrder:
     lock_seconds: int | None = None
 
 
-# What an order's actor answers a message from the supplier's side or a timer: the order's
-# status after it, or "missing" (no such order) / "ignored" (an update it could not apply).
+# What an order's actor answers a negotiation's answer or a timer: the order's status after
+# it, or "missing" (no such order).
 MISSING = "missing"
-IGNORED = "ignored"
+
+
+class EventOutcome(StrEnum):
+    """What became of an event of a supplier's feed at its order's actor."""
+
+    APPLIED = "applied"  # it applied, or there was nothing to do: done with it
+    NOT_YET = "not_yet"  # it cannot apply yet (the order is still FIXING): keep it, ask again
+    REFUSED = "refused"  # it can never apply (no such order, another supplier's order, ...)
+
+
+@dataclass(frozen=True, slots=True)
+class EventResult:
+    outcome: EventOutcome
+    reason: str = ""  # what was done, why not yet, or why refused
 
 
 class OrderHostCalls(Protocol):
@@ -74,8 +88,12 @@ class OrderHostCalls(Protocol):
     async def negotiation_answer(
         self, order_id: str, kind: NegotiationKind, result: CallResult[Any]
     ) -> str: ...
-    async def supplier_refunded(self, order_id: str, refunded_at: datetime) -> str: ...
-    async def delivery_update(self, order_id: str, status: str) -> str: ...
+    async def supplier_refunded(
+        self, order_id: str, supplier_id: str, refunded_at: datetime
+    ) -> EventResult: ...
+    async def delivery_update(
+        self, order_id: str, supplier_id: str, status: str
+    ) -> EventResult: ...
 
     # ops, tools and tests
     async def sweep_now(self) -> dict[str, str]: ...

@@ -23,11 +23,18 @@ import ray
 from actors.callbacks import CallbackCourier
 from actors.config import PlatformConfig
 from actors.directory import RaySupplierDirectory, SupplierDirectory
-from actors.interfaces import IGNORED, MISSING, CreateOrder, OrderHostCalls, SupplierCalls
+from actors.interfaces import (
+    MISSING,
+    CreateOrder,
+    EventOutcome,
+    EventResult,
+    OrderHostCalls,
+    SupplierCalls,
+)
 from actors.routing import host_index
 from actors.runtime import every
 from domain.negotiation import NegotiationKind, PollingPolicy, Resolution
-from domain.order import IssuedTicket, Order, SupplierRefund
+from domain.order import ISSUED_STATUSES, IssuedTicket, Order, SupplierRefund
 from domain.replies import (
     IDEMPOTENCY_CONFLICT,
     NOT_FOUND,
@@ -305,35 +312,71 @@ class OrderActor:
                 await self._save(order)
             return order.status.value
 
-    async def supplier_refunded(self, refunded_at: datetime) -> str:
+    # Events of the supplier's feeds (docs/design.md, "Supplier feeds"): each answers whether
+    # it applied, cannot apply yet (kept and asked again), or can never apply (refused).
+
+    async def _feed_target(self, supplier_id: str) -> Order | EventResult:
+        """The order a feed event of `supplier_id` names, or the refusal when it is not one of
+        that supplier's orders."""
+        order = await self._load()
+        if order is None:
+            return EventResult(EventOutcome.REFUSED, "no such order")
+        if order.supplier_id != supplier_id:
+            return EventResult(EventOutcome.REFUSED, "the order is another supplier's")
+        return order
+
+    async def supplier_refunded(self, supplier_id: str, refunded_at: datetime) -> EventResult:
         """The supplier refunded on its own (a show was cancelled)."""
         async with self.mailbox:
-            order = await self._load()
-            if order is None:
-                return MISSING
+            order = await self._feed_target(supplier_id)
+            if isinstance(order, EventResult):
+                return order
             now = self._clock()
             refund = SupplierRefund(refunded_at, "supplier")
-            if order.status is OrderStatus.FIXED:
+            status = order.status
+            if status is OrderStatus.FIXED:
                 order.start_refund(now, "refunded_by_supplier")
                 order.mark_refunded(now, refund)
-                await self._save(order)
-            elif order.status is OrderStatus.REFUNDING:
+            elif status is OrderStatus.REFUNDING:
                 order.mark_refunded(now, refund, closes=Resolution.SUPPLIER_FEED)
-                await self._save(order)
-            return order.status.value
+            elif status is OrderStatus.REFUND_FAIL:
+                order.refunded_after_refusal(now, refund)
+            elif status is OrderStatus.FIXING:
+                # Whether it was issued is not known yet: once it is FIXED the refund applies
+                # (settlement + and -), once CANCELED there is nothing to undo.
+                return EventResult(EventOutcome.NOT_YET, "the order is FIXING")
+            elif status is OrderStatus.REFUNDED or (
+                status is OrderStatus.CANCELED and order.went_through(OrderStatus.FIXING)
+            ):
+                return EventResult(EventOutcome.APPLIED, f"nothing to do: the order is {status}")
+            else:  # NEW, LOCKED, LOCK_FAILED, or CANCELED before any issue: never issued
+                return EventResult(EventOutcome.REFUSED, f"the order was never issued ({status})")
+            await self._save(order)
+            return EventResult(EventOutcome.APPLIED, f"{status} -> {order.status}")
 
-    async def delivery_update(self, status: str) -> str:
+    async def delivery_update(self, supplier_id: str, status: str) -> EventResult:
         async with self.mailbox:
-            order = await self._load()
-            if order is None:
-                return MISSING
+            order = await self._feed_target(supplier_id)
+            if isinstance(order, EventResult):
+                return order
+            if order.status is OrderStatus.FIXING:
+                return EventResult(EventOutcome.NOT_YET, "the order is FIXING")
+            if order.status not in ISSUED_STATUSES:
+                return EventResult(
+                    EventOutcome.REFUSED, f"the order was never issued ({order.status})"
+                )
+            before = order.delivery_status
             try:
                 changed = order.report_delivery(DeliveryStatus(status), self._clock())
-            except InvalidTransition:
-                return IGNORED
+            except (InvalidTransition, ValueError):
+                return EventResult(
+                    EventOutcome.REFUSED, f"delivery {before} does not move to {status[:20]}"
+                )
             if changed:
                 await self._save(order)
-            return order.delivery_status.value
+            return EventResult(
+                EventOutcome.APPLIED, f"delivery {before} -> {order.delivery_status}"
+            )
 
     async def operator_resolve(
         self, action: str, tickets: tuple[IssuedTicket, ...], note: str
@@ -455,11 +498,13 @@ class OrderHostCore:
     ) -> str:
         return await self.actor(order_id).negotiation_answer(kind, result)
 
-    async def supplier_refunded(self, order_id: str, refunded_at: datetime) -> str:
-        return await self.actor(order_id).supplier_refunded(refunded_at)
+    async def supplier_refunded(
+        self, order_id: str, supplier_id: str, refunded_at: datetime
+    ) -> EventResult:
+        return await self.actor(order_id).supplier_refunded(supplier_id, refunded_at)
 
-    async def delivery_update(self, order_id: str, status: str) -> str:
-        return await self.actor(order_id).delivery_update(status)
+    async def delivery_update(self, order_id: str, supplier_id: str, status: str) -> EventResult:
+        return await self.actor(order_id).delivery_update(supplier_id, status)
 
     async def sweep(self, abandoned_after: timedelta) -> dict[str, str]:
         """One pass of the timers over this host's share of the orders."""
@@ -515,7 +560,7 @@ class OrderHost(OrderHostCore):
         )
         self._abandoned_after = timedelta(seconds=settings.abandoned_lock_seconds)
         self._courier = CallbackCourier(
-            WorkRepository(engine), settings.platform_seed_b64, owns=self.owns
+            WorkRepository(engine), settings, shard=(index, platform.order_hosts)
         )
         loop = asyncio.get_running_loop()
         self._tasks = [

@@ -1,23 +1,31 @@
 """What a supplier actor does on its own: poll the supplier about negotiated orders, release
-seats of abandoned locks, and read the supplier's feeds (refunds it made, deliveries). The
-work lives in the database, so a restarted actor carries on where the last one stopped."""
+seats of abandoned locks, and read the supplier's feeds (refunds it made, deliveries), keeping
+every event until it applies. The work lives in the database, so a restarted actor carries on
+where the last one stopped."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from actors.catalog_sync import CatalogSyncFailed
-from actors.interfaces import OrderHostCalls, SessionStock
+from actors.interfaces import EventOutcome, EventResult, OrderHostCalls, SessionStock
 from actors.supplier_service import SupplierService
 from domain.negotiation import NegotiationKind, backoff
 from persistence.catalog import CatalogRepository
-from persistence.work import Negotiation, WorkRepository
-from suppliers.gateway import CallResult, Catalog, Outcome
+from persistence.work import (
+    Feed,
+    FeedEvent,
+    FeedEventIn,
+    FeedEventStatus,
+    Negotiation,
+    WorkRepository,
+)
+from suppliers.gateway import CallResult, Catalog, DeliveryUpdateEvent, Outcome, SupplierRefundEvent
 
 log = logging.getLogger(__name__)
 
@@ -150,41 +158,82 @@ class SupplierWorker:
         return sum(done)
 
     async def read_feeds(self) -> int:
-        """Apply the supplier's own refunds and delivery updates, in order; the cursor only
-        passes events that were applied, so an event that could not be is read again."""
+        """Keep what the supplier's feeds say, then apply every event still pending; returns
+        how many events were decided (applied or refused) in this round.
+
+        Each event read is stored (`supplier_events`, pending) in the transaction that moves
+        the feed's cursor past it, so an event is never passed without being kept. Pending
+        events go to their order's actor, each order's in the order they came; one that cannot
+        apply yet (its order is FIXING) stays pending, holds back that order's later events,
+        and is asked about again next round; one that can never apply is refused, with its
+        reason, and logged."""
         refund_seq, delivery_seq = await self._work.feed_cursor(self.supplier_id)
         refunds = await self._service.supplier_refunds(refund_seq)
-        last, handled = await self._apply_events(
-            refunds,
-            refund_seq,
-            lambda ev: self._router.for_order(ev.order_id).supplier_refunded(
-                ev.order_id, ev.refunded_at
-            ),
-        )
-        if last != refund_seq:
-            await self._work.advance_feed(self.supplier_id, refund_seq=last)
+        await self._keep(Feed.REFUND, refunds, _refund_payload)
         deliveries = await self._service.delivery_updates(delivery_seq)
-        last, more = await self._apply_events(
-            deliveries,
-            delivery_seq,
-            lambda ev: self._router.for_order(ev.order_id).delivery_update(ev.order_id, ev.status),
-        )
-        if last != delivery_seq:
-            await self._work.advance_feed(self.supplier_id, delivery_seq=last)
-        return handled + more
+        await self._keep(Feed.DELIVERY, deliveries, _delivery_payload)
+        by_order: dict[str, list[FeedEvent]] = {}
+        for ev in await self._work.pending_feed_events(self.supplier_id):
+            by_order.setdefault(ev.order_id, []).append(ev)
+        slots = asyncio.Semaphore(16)
 
-    @staticmethod
-    async def _apply_events(
-        feed: CallResult[Any], since: int, apply: Callable[[Any], Awaitable[str]]
-    ) -> tuple[int, int]:
-        last, handled = since, 0
-        if feed.outcome is not Outcome.DONE or not feed.value:
-            return last, handled
-        for ev in feed.value:
+        async def one_order(events: list[FeedEvent]) -> int:
+            async with slots:
+                return await self._apply_in_turn(events)
+
+        decided = await asyncio.gather(*(one_order(evs) for evs in by_order.values()))
+        return sum(decided)
+
+    async def _keep(
+        self, feed: Feed, read: CallResult[Any], payload: Callable[[Any], dict[str, Any]]
+    ) -> None:
+        if read.outcome is not Outcome.DONE or not read.value:
+            return  # the feed could not be read: next round
+        events = [FeedEventIn(ev.seq, ev.order_id, payload(ev)) for ev in read.value]
+        await self._work.store_feed_events(self.supplier_id, feed, events, self._clock())
+
+    async def _apply_in_turn(self, events: Sequence[FeedEvent]) -> int:
+        """One order's pending events, oldest first, until one cannot apply yet."""
+        decided = 0
+        for ev in events:
             try:
-                await apply(ev)
-            except Exception as exc:  # its order's host is restarting: read it again later
-                log.warning("feed event for %s not applied yet: %r", ev.order_id, exc)
-                break
-            last, handled = ev.seq, handled + 1
-        return last, handled
+                result = await self._apply(ev)
+            except Exception as exc:  # its order's host is restarting: next round
+                log.warning("feed event %s for %s not applied yet: %r", ev.seq, ev.order_id, exc)
+                await self._work.feed_event_retry(ev.id, f"not delivered: {exc!r}")
+                return decided
+            if result.outcome is EventOutcome.NOT_YET:
+                await self._work.feed_event_retry(ev.id, f"not yet: {result.reason}")
+                return decided
+            if result.outcome is EventOutcome.REFUSED:
+                log.warning(
+                    "%s feed event %s of supplier %s for order %r refused: %s",
+                    ev.feed,
+                    ev.seq,
+                    self.supplier_id,
+                    ev.order_id,
+                    result.reason,
+                )
+            status = (
+                FeedEventStatus.APPLIED
+                if result.outcome is EventOutcome.APPLIED
+                else FeedEventStatus.REFUSED
+            )
+            await self._work.feed_event_decided(ev.id, status, result.reason, self._clock())
+            decided += 1
+        return decided
+
+    async def _apply(self, ev: FeedEvent) -> EventResult:
+        host = self._router.for_order(ev.order_id)
+        if ev.feed is Feed.REFUND:
+            refunded_at = datetime.fromisoformat(ev.payload["refunded_at"])
+            return await host.supplier_refunded(ev.order_id, self.supplier_id, refunded_at)
+        return await host.delivery_update(ev.order_id, self.supplier_id, ev.payload["status"])
+
+
+def _refund_payload(ev: SupplierRefundEvent) -> dict[str, Any]:
+    return {"refunded_at": ev.refunded_at.isoformat()}
+
+
+def _delivery_payload(ev: DeliveryUpdateEvent) -> dict[str, Any]:
+    return {"status": ev.status, "at": ev.at.isoformat()}

@@ -4,6 +4,10 @@ A callback is a JSON body posted to the order's `callback_url` (signed by the co
 `actors/callbacks.py`): `order.status_changed` for every status the order moves to after it
 was created (the create's own reply tells of NEW), and `order.delivery_changed` for a
 delivery step the supplier reported.
+
+Each message carries a courier shard, `courier_shard(order_id)` of `COURIER_SHARDS`: order host
+i of n delivers the messages whose shard is i modulo n, so a message's courier follows from the
+row alone whatever the number of hosts.
 """
 
 from __future__ import annotations
@@ -12,11 +16,21 @@ import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
+from domain.ids import stable_shard
 from domain.order import DeliveryChanged, Fact, Moved, Order
 from domain.status import OrderStatus
 
 STATUS_CHANGED = "order.status_changed"
 DELIVERY_CHANGED = "order.delivery_changed"
+
+# Fixed for good: each outbox row stores its shard, and all messages of an order must share
+# one (one courier sends them, in order).
+COURIER_SHARDS = 256
+
+
+def courier_shard(order_id: str) -> int:
+    """The courier shard of an order's messages (the same in every process)."""
+    return stable_shard(order_id, COURIER_SHARDS)
 
 
 def callback_body(order: Order, event: str, status: str, at: datetime) -> str:

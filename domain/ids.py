@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import secrets
 
 
@@ -28,3 +29,17 @@ def stable_shard(key: str, shards: int) -> int:
     if shards <= 0:
         raise ValueError("shards must be positive")
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") % shards
+
+
+_ORDER_ID = re.compile(r"ord_[a-z2-7]{24}")
+_CATALOG_ID = re.compile(r"(shw|ses|tir)_[0-9a-f]{20}")
+
+
+def is_order_id(value: str) -> bool:
+    """Whether `value` has the shape of an id `order_id_for` makes (so may name an order)."""
+    return _ORDER_ID.fullmatch(value) is not None
+
+
+def is_catalog_id(prefix: str, value: str) -> bool:
+    """Whether `value` has the shape of a synced catalog row's id with `prefix`."""
+    return value.startswith(prefix + "_") and _CATALOG_ID.fullmatch(value) is not None

@@ -274,6 +274,15 @@ class Order:
         self._move(OrderStatus.REFUND_FAIL, now, reason, closes=closes)
         self.failure_reason = reason
 
+    def refunded_after_refusal(self, now: datetime, refund: SupplierRefund) -> None:
+        """REFUND_FAIL -> REFUNDED: the supplier that refused our refund refunded after all (its
+        feed says so). The same facts as `mark_refunded`; no negotiation is open any more."""
+        if self.status is not OrderStatus.REFUND_FAIL:
+            raise InvalidTransition("order", self.status.value, OrderStatus.REFUNDED.value)
+        self._move(OrderStatus.REFUNDED, now, "refunded_by_supplier")
+        self.failure_reason = None  # the refusal is in the history; the refund happened
+        self.facts.append(SupplierRefundRecorded(refund, now))
+
     def negotiate(
         self, now: datetime, policy: PollingPolicy, *, poll_at: datetime | None = None
     ) -> None:

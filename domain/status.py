@@ -38,18 +38,24 @@ ORDER_TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
     OrderStatus.FIXING: frozenset({OrderStatus.FIXED, OrderStatus.CANCELED}),
     OrderStatus.FIXED: frozenset({OrderStatus.REFUNDING}),
     OrderStatus.REFUNDING: frozenset({OrderStatus.REFUNDED, OrderStatus.REFUND_FAIL}),
+    # REFUND_FAIL -> REFUNDED: the supplier refused our refund, then refunded on its own (its
+    # refund feed says so). REFUND_FAIL is at rest, not terminal.
+    OrderStatus.REFUND_FAIL: frozenset({OrderStatus.REFUNDED}),
     OrderStatus.LOCK_FAILED: frozenset(),
     OrderStatus.CANCELED: frozenset(),
     OrderStatus.REFUNDED: frozenset(),
-    OrderStatus.REFUND_FAIL: frozenset(),
 }
 
 ORDER_TERMINAL: frozenset[OrderStatus] = frozenset(
     s for s, targets in ORDER_TRANSITIONS.items() if not targets
 )
-# Statuses an order may rest in indefinitely: the terminal ones and FIXED (which a refund
-# may still leave). Every other status is in flight and has a timer that moves it on.
-ORDER_AT_REST: frozenset[OrderStatus] = ORDER_TERMINAL | {OrderStatus.FIXED}
+# Statuses an order may rest in indefinitely: the terminal ones, FIXED (which a refund may
+# still leave) and REFUND_FAIL (which a supplier's own refund may still leave). Every other
+# status is in flight and has a timer that moves it on.
+ORDER_AT_REST: frozenset[OrderStatus] = ORDER_TERMINAL | {
+    OrderStatus.FIXED,
+    OrderStatus.REFUND_FAIL,
+}
 
 DELIVERY_TRANSITIONS: dict[DeliveryStatus, frozenset[DeliveryStatus]] = {
     DeliveryStatus.NONE: frozenset({DeliveryStatus.PENDING, DeliveryStatus.DELIVERED}),

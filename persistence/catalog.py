@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -12,8 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.grants import CatalogItem
 from domain.ids import new_id
+from domain.tier_rules import TierCheck, check_tier
 from persistence.tables import sessions, shows, suppliers, tiers
-from suppliers.gateway import Catalog
+from suppliers.gateway import Catalog, CatalogTier
+
+# What a sync report lists at most of each kind (the counts are always whole).
+REPORT_LIST_MAX = 100
+_BIGINT = 2**63 - 1
+_INT = 2**31 - 1
 
 
 def catalog_id(prefix: str, *parts: str) -> str:
@@ -115,8 +121,12 @@ class CatalogRepository:
     # -- sync --------------------------------------------------------------------------
     async def apply_catalog(self, supplier_id: str, catalog: Catalog, now: datetime) -> int:
         """Upsert a supplier's catalog; a row's updated_at moves only when it changed.
-        Returns the number of rows written."""
+        Every tier is checked by `domain.tier_rules.check_tier`: a refused one is stored with
+        its `refused_reason` (kept, not sold), an accepted one with its currency normalised.
+        The sync's outcome is stored on the supplier's row (`last_sync_at`, `sync_report`) in
+        the same transaction. Returns the number of rows written."""
         written = 0
+        report = _SyncReport()
         async with self._engine.begin() as conn:
             for show in catalog.shows:
                 show_id = catalog_id("shw", supplier_id, show.ref)
@@ -136,7 +146,9 @@ class CatalogRepository:
                     },
                     now,
                 )
+                report.shows += 1
                 for ses in show.sessions:
+                    report.sessions += 1
                     session_id = catalog_id("ses", supplier_id, show.ref, ses.ref)
                     written += await _upsert(
                         conn,
@@ -152,32 +164,43 @@ class CatalogRepository:
                     )
                     for tier in ses.tiers:
                         tier_id = catalog_id("tir", supplier_id, show.ref, ses.ref, tier.ref)
+                        values = _tier_values(tier, report.check(tier_id, show.ref, ses.ref, tier))
+                        available = min(max(tier.available, 0), _INT)
                         written += await _upsert(
                             conn,
                             tiers,
                             tier_id,
-                            {
-                                "session_id": session_id,
-                                "ref": tier.ref,
-                                "name": tier.name,
-                                "face_value": tier.face_value,
-                                "price": tier.price,
-                                "settlement_price": tier.settlement_price,
-                                "currency": tier.currency,
-                            },
+                            {"session_id": session_id, **values},
                             now,
-                            insert_only={"available": tier.available},
+                            insert_only={"available": available},
                         )
                         # Stock moves all the time: it is stored, but it does not count as a
                         # change of the tier (distributors read it from the stock endpoint).
                         res = await conn.execute(
                             update(tiers)
-                            .where(tiers.c.id == tier_id, tiers.c.available != tier.available)
-                            .values(available=tier.available)
+                            .where(tiers.c.id == tier_id, tiers.c.available != available)
+                            .values(available=available)
                         )
                         written += res.rowcount
             written += await _withdraw_missing(conn, supplier_id, catalog, now)
+            await conn.execute(
+                update(suppliers)
+                .where(suppliers.c.id == supplier_id)
+                .values(last_sync_at=now, sync_report=report.as_dict(written))
+            )
         return written
+
+    async def sync_report(self, supplier_id: str) -> tuple[datetime | None, dict[str, Any] | None]:
+        """When the supplier's catalog was last synced, and that sync's report (see
+        `apply_catalog`); (None, None) before the first sync."""
+        q = select(suppliers.c.last_sync_at, suppliers.c.sync_report).where(
+            suppliers.c.id == supplier_id
+        )
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(q)).first()
+        if row is None or row.last_sync_at is None:
+            return None, None
+        return row.last_sync_at, dict(row.sync_report or {})
 
     # -- reads -------------------------------------------------------------------------
     async def tier_for_sale(self, session_id: str, tier_id: str) -> TierForSale | None:
@@ -197,7 +220,10 @@ class CatalogRepository:
                 tiers.c.currency,
             )
             .select_from(tiers.join(sessions).join(shows))
-            .where(tiers.c.id == tier_id, sessions.c.id == session_id)
+            # A tier refused at sync is kept, never sold: to a buyer it is not there.
+            .where(
+                tiers.c.id == tier_id, sessions.c.id == session_id, tiers.c.refused_reason.is_(None)
+            )
         )
         async with self._engine.connect() as conn:
             r = (await conn.execute(q)).first()
@@ -231,9 +257,9 @@ class CatalogRepository:
         return None if row is None else (row[0], row[1], row[2])
 
     async def tiers_of_session(self, session_id: str) -> list[tuple[str, str, int]]:
-        """(tier_id, tier_ref, available) of a session's tiers."""
+        """(tier_id, tier_ref, available) of a session's tiers on sale (not refused)."""
         q = select(tiers.c.id, tiers.c.ref, tiers.c.available).where(
-            tiers.c.session_id == session_id
+            tiers.c.session_id == session_id, tiers.c.refused_reason.is_(None)
         )
         async with self._engine.connect() as conn:
             return [(r[0], r[1], r[2]) for r in (await conn.execute(q)).all()]
@@ -294,7 +320,10 @@ class CatalogRepository:
             tier_rows = (
                 await conn.execute(
                     select(tiers)
-                    .where(tiers.c.session_id.in_([s.id for s in ses_rows]))
+                    .where(
+                        tiers.c.session_id.in_([s.id for s in ses_rows]),
+                        tiers.c.refused_reason.is_(None),  # refused tiers are not on show
+                    )
                     .order_by(tiers.c.price, tiers.c.id)
                 )
             ).all()
@@ -307,6 +336,70 @@ class CatalogRepository:
             {**dict(s._mapping), "tiers": by_session.get(s.id, [])} for s in ses_rows
         ]
         return detail
+
+
+@dataclass(slots=True)
+class _SyncReport:
+    """What one catalog sync found: counts, and the tiers refused or normalised."""
+
+    shows: int = 0
+    sessions: int = 0
+    tiers: int = 0
+    refused: list[dict[str, Any]] = field(default_factory=list)
+    normalised: list[dict[str, Any]] = field(default_factory=list)
+    refused_count: int = 0
+    normalised_count: int = 0
+
+    def check(self, tier_id: str, show_ref: str, session_ref: str, tier: CatalogTier) -> TierCheck:
+        self.tiers += 1
+        check = check_tier(tier.face_value, tier.price, tier.settlement_price, tier.currency)
+        where = {
+            "tier_id": tier_id,
+            "show_ref": show_ref,
+            "session_ref": session_ref,
+            "tier_ref": tier.ref,
+        }
+        if not check.accepted:
+            self.refused_count += 1
+            if len(self.refused) < REPORT_LIST_MAX:
+                self.refused.append({**where, "reason": check.reason})
+        elif check.currency != tier.currency:
+            self.normalised_count += 1
+            if len(self.normalised) < REPORT_LIST_MAX:
+                self.normalised.append(
+                    {**where, "currency_given": tier.currency[:20], "currency": check.currency}
+                )
+        return check
+
+    def as_dict(self, rows_changed: int) -> dict[str, Any]:
+        return {
+            "shows": self.shows,
+            "sessions": self.sessions,
+            "tiers": self.tiers,
+            "tiers_refused": self.refused_count,
+            "tiers_normalised": self.normalised_count,
+            "rows_changed": rows_changed,
+            "refused": self.refused,
+            "normalised": self.normalised,
+        }
+
+
+def _tier_values(tier: CatalogTier, check: TierCheck) -> dict[str, Any]:
+    """The tier's row: as the rule says (currency normalised, refused_reason), with a refused
+    tier's values kept only as far as the columns hold them (its reason says the rest)."""
+
+    def fit(value: int) -> int:
+        return value if -_BIGINT <= value <= _BIGINT else 0
+
+    return {
+        "ref": tier.ref,
+        "name": tier.name,
+        "face_value": fit(tier.face_value),
+        "price": fit(tier.price),
+        "settlement_price": fit(tier.settlement_price),
+        "currency": check.currency[:3],
+        "refused_reason": check.reason,
+    }
 
 
 async def _upsert(

@@ -32,7 +32,9 @@ def is_sqlite(url: str) -> bool:
 
 def make_engine(url: str, *, pool_size: int = 8) -> AsyncEngine:
     if is_sqlite(url):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        # hide_parameters: a database error's message (which reaches the logs) never carries
+        # the statement's values: buyers' names, phones and addresses stay out of the logs.
+        engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
@@ -56,5 +58,6 @@ def make_engine(url: str, *, pool_size: int = 8) -> AsyncEngine:
         # every pooled connection older than the failure. Order moves run again at once
         # (again_if_dropped); other callers answer 503 and may be asked again.
         "pool_pre_ping": False,
+        "hide_parameters": True,  # (as above: no personal data in error messages and logs)
     }
     return create_async_engine(url, **kwargs)

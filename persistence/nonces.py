@@ -37,6 +37,17 @@ class DbNonceStore:
             raise NonceStoreUnavailable(str(exc)) from exc
         return True
 
+    async def release(self, key_id: str, nonce: str) -> None:
+        """Forget a nonce claimed by a request that was then refused (the client may send the
+        same request again)."""
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    delete(nonces).where(nonces.c.key_id == key_id, nonces.c.nonce == nonce)
+                )
+        except (OperationalError, OSError) as exc:
+            raise NonceStoreUnavailable(str(exc)) from exc
+
     async def _purge(self, now: datetime) -> None:
         async with self._engine.begin() as conn:
             await conn.execute(delete(nonces).where(nonces.c.expires_at < now))

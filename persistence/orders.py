@@ -14,7 +14,7 @@ from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from domain.callbacks import callbacks_implied
+from domain.callbacks import callbacks_implied, courier_shard
 from domain.flows import flows_implied
 from domain.negotiation import OPEN_NEGOTIATION, NegotiationStatus
 from domain.order import (
@@ -312,6 +312,8 @@ class OrderRepository:
                 [
                     {
                         "order_id": order.id,
+                        "distributor_id": order.distributor_id,
+                        "shard": courier_shard(order.id),
                         "url": order.callback_url,
                         "body": b,
                         "status": "pending",

@@ -155,7 +155,9 @@ def _retry_after(wait_us: int) -> int:
 
 
 _GATE_LUA: Final = """
--- A batch of checks, each a sliding-window rate hit and then a nonce claim, in order.
+-- A batch of checks, each a nonce claim and then a sliding-window rate hit, in order. The
+-- nonce comes first so that a replayed request spends nobody's rate budget; a request the
+-- limit refuses gives its nonce back, so the client may send it again as it is.
 -- KEYS, in pairs per check: the rate key (a sorted set of allowed instants, integer
 --   microseconds) and the nonce key; '' for either means "no such check".
 -- ARGV[1]: the window in microseconds; ARGV[2]: the rate key's expiry in milliseconds;
@@ -174,7 +176,15 @@ for i = 0, #KEYS / 2 - 1 do
   local limit = tonumber(ARGV[5 + 5 * i])
   local token = ARGV[7 + 5 * i]
   local code, wait = 1, 0
-  if rkey ~= '' then
+  local claimed = false
+  if nkey ~= '' then
+    if redis.call('SET', nkey, token, 'NX', 'EX', ARGV[6 + 5 * i]) then
+      claimed = true
+    elseif redis.call('GET', nkey) ~= token then
+      code = 2
+    end
+  end
+  if code == 1 and rkey ~= '' then
     redis.call('ZREMRANGEBYSCORE', rkey, '-inf', since)
     if not redis.call('ZSCORE', rkey, token) then
       local count = redis.call('ZCARD', rkey)
@@ -189,14 +199,9 @@ for i = 0, #KEYS / 2 - 1 do
           wait = 1
         end
         code = 0
-      end
-    end
-  end
-  -- A refused hit spends no nonce, so the client may send the same request again.
-  if code == 1 and nkey ~= '' then
-    if not redis.call('SET', nkey, token, 'NX', 'EX', ARGV[6 + 5 * i]) then
-      if redis.call('GET', nkey) ~= token then
-        code = 2
+        if claimed then
+          redis.call('DEL', nkey)
+        end
       end
     end
   end
@@ -264,9 +269,11 @@ class RedisGate:
         *,
         now: float,
         nonce_ttl: timedelta = timedelta(seconds=1),
+        rate_key: str | None = None,
     ) -> Verdict:
-        """Count a hit on ``key`` against ``limit_per_s`` (None: no rate check), then, if
-        allowed, claim ``nonce`` for ``key`` (None: no nonce)."""
+        """Claim ``nonce`` for ``key`` (None: no nonce), then, if it was fresh, count a hit on
+        ``rate_key`` (default ``key``) against ``limit_per_s`` (None: no rate check); a hit the
+        limit refuses gives the nonce back."""
         if limit_per_s is not None:
             _check_limit(limit_per_s)
         if nonce is not None and ":" in nonce:
@@ -276,7 +283,7 @@ class RedisGate:
         ttl_s = max(1, math.ceil(nonce_ttl.total_seconds()))
         loop = asyncio.get_running_loop()
         check = _Check(
-            self._rate_prefix + key if limit_per_s is not None else "",
+            self._rate_prefix + (rate_key or key) if limit_per_s is not None else "",
             f"{self._nonce_prefix}{key}:{nonce}" if nonce is not None else "",
             (
                 str(now_us),

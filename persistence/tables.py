@@ -44,6 +44,8 @@ suppliers = Table(
     Column("status", String(20), nullable=False, server_default="active"),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    Column("last_sync_at", UtcDateTime, nullable=True),  # the last catalog sync's outcome
+    Column("sync_report", JSON, nullable=True),
 )
 
 shows = Table(
@@ -87,6 +89,8 @@ tiers = Table(
     Column("currency", String(3), nullable=False),
     Column("available", Integer, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # Why the platform refused the supplier's tier at sync (a bad price or currency): not sold.
+    Column("refused_reason", String(200), nullable=True),
     UniqueConstraint("session_id", "ref", name="uq_tiers_session_ref"),
 )
 
@@ -248,13 +252,40 @@ outbox = Table(
     Column("order_id", String(60), ForeignKey("orders.id"), nullable=False),
     Column("url", Text, nullable=False),
     Column("body", Text, nullable=False),
-    Column("status", String(12), nullable=False),  # "pending" | "delivered"
+    Column("status", String(12), nullable=False),  # "pending" | "delivered" | "dead"
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("next_attempt_at", UtcDateTime, nullable=False),
     Column("last_error", Text, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("delivered_at", UtcDateTime, nullable=True),
+    # whose message it is (each distributor gets a share of a courier's round)
+    Column("distributor_id", String(40), nullable=True),
+    # which courier delivers it: a fixed hash shard of the order id (host i of n: shard % n == i)
+    Column("shard", Integer, nullable=False, server_default="0"),
+    Column("dead_at", UtcDateTime, nullable=True),  # given up on; ops may redeliver it
     Index("ix_outbox_status_next", "status", "next_attempt_at"),
+    Index("ix_outbox_shard_due", "status", "shard", "next_attempt_at"),
+    Index("ix_outbox_order", "order_id", "id"),
+)
+
+# Events read from a supplier's feeds (its own refunds, delivery steps), kept until they apply
+# to their order: the feed's cursor passes an event once it is stored here, never before.
+supplier_events = Table(
+    "supplier_events",
+    metadata,
+    Column("id", BigIntPK, primary_key=True, autoincrement=True),
+    Column("supplier_id", String(40), ForeignKey("suppliers.id"), nullable=False),
+    Column("feed", String(10), nullable=False),  # "refund" | "delivery"
+    Column("seq", BigInteger, nullable=False),
+    Column("order_id", String(60), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("status", String(12), nullable=False),  # "pending" | "applied" | "refused"
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("applied_at", UtcDateTime, nullable=True),
+    UniqueConstraint("supplier_id", "feed", "seq", name="uq_supplier_events_feed_seq"),
+    Index("ix_supplier_events_pending", "supplier_id", "status"),
 )
 
 # The ledger: one immutable row per (order, kind, sign, refund). `basis_period` is the

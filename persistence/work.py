@@ -1,21 +1,34 @@
-"""Work that must survive restarts: negotiations, pending releases, the callback outbox and
-the supplier feeds' cursors. Rows that belong to an order's move are written by
-`OrderRepository.save` in the move's transaction; the loops that drain them use these."""
+"""Work that must survive restarts: negotiations, pending releases, the callback outbox, the
+supplier feeds' cursors and the events read from them. Rows that belong to an order's move are
+written by `OrderRepository.save` in the move's transaction; the loops that drain them use
+these."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.negotiation import NegotiationKind, NegotiationStatus
-from persistence.tables import negotiations, outbox, releases, supplier_refunds, suppliers
+from persistence.ledger import insert_ignore
+from persistence.tables import (
+    negotiations,
+    outbox,
+    releases,
+    supplier_events,
+    supplier_refunds,
+    suppliers,
+)
 
 _ACTIVE = NegotiationStatus.ACTIVE.value
 _FLAGGED = NegotiationStatus.FLAGGED.value
+_PENDING = "pending"  # outbox statuses: "pending" | "delivered" | "dead"
+_DEAD = "dead"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +56,62 @@ class PendingRelease:
 class OutboxMessage:
     id: int
     order_id: str
+    distributor_id: str | None
     url: str
     body: str
+    attempts: int  # attempts made before this one
+    created_at: datetime
+
+
+class Feed(StrEnum):
+    """A supplier's feeds: the refunds it made on its own, and delivery steps."""
+
+    REFUND = "refund"
+    DELIVERY = "delivery"
+
+
+class FeedEventStatus(StrEnum):
+    PENDING = "pending"  # not applied yet: tried again every tick
+    APPLIED = "applied"
+    REFUSED = "refused"  # can never apply (unknown order, another supplier's order, ...)
+
+
+# The feed cursor column of each feed, on the supplier's row.
+_CURSOR = {Feed.REFUND: suppliers.c.refund_feed_seq, Feed.DELIVERY: suppliers.c.delivery_feed_seq}
+_ORDER_ID_MAX = 60  # supplier_events.order_id and orders.id are String(60)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedEventIn:
+    """One event as a supplier's feed gave it: its place in the feed, its order, its data."""
+
+    seq: int
+    order_id: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class FeedEvent:
+    """A stored feed event."""
+
+    id: int
+    supplier_id: str
+    feed: Feed
+    seq: int
+    order_id: str
+    payload: dict[str, Any]
+    status: FeedEventStatus
     attempts: int
+    last_error: str | None
+
+
+def _stored_order_id(order_id: str) -> tuple[str, str | None]:
+    """The order id to store for a feed's event, and why it cannot be one of ours (too long,
+    or with control characters: then it is stored escaped and shortened, and refused)."""
+    if order_id and len(order_id) <= _ORDER_ID_MAX and order_id.isprintable():
+        return order_id, None
+    escaped = order_id.encode("unicode_escape").decode("ascii")
+    return escaped[:_ORDER_ID_MAX], f"not an order id of the platform: {escaped[:80]!r}"
 
 
 def _negotiation(row: Any) -> Negotiation:
@@ -60,6 +126,31 @@ def _negotiation(row: Any) -> Negotiation:
         attempts=row.attempts,
         last_error=row.last_error,
         resolution=row.resolution,
+    )
+
+
+_MESSAGE = tuple(f.name for f in fields(OutboxMessage))  # the outbox columns a courier reads
+_LISTED = (  # the columns ops see
+    "id",
+    "order_id",
+    "distributor_id",
+    "url",
+    "status",
+    "attempts",
+    "last_error",
+    "created_at",
+    "next_attempt_at",
+    "delivered_at",
+    "dead_at",
+)
+
+
+def _current_attempt(message: OutboxMessage) -> tuple[Any, ...]:
+    """The message, still pending and at the attempt it was read at."""
+    return (
+        outbox.c.id == message.id,
+        outbox.c.status == _PENDING,
+        outbox.c.attempts == message.attempts,
     )
 
 
@@ -164,33 +255,120 @@ class WorkRepository:
         return None if row is None else dict(row._mapping)
 
     # -- outbox ------------------------------------------------------------------------
-    async def due_callbacks(self, now: datetime, limit: int = 500) -> list[OutboxMessage]:
+    async def due_callbacks(
+        self,
+        now: datetime,
+        *,
+        shard: tuple[int, int] = (0, 1),
+        per_distributor: int = 20,
+        limit: int = 500,
+    ) -> list[OutboxMessage]:
+        """The messages due for courier `shard` = (index, count): those whose row's shard is
+        index modulo count, ordered by due time. An order's messages come oldest first, and
+        only while all of them before are due (a message backing off holds back the order's
+        later ones). Each distributor gets at most `per_distributor` orders' messages (rows
+        without a distributor count as one), so a backlog of one cannot fill the round."""
+        index, count = shard
+        c = outbox.c
+        pending = select(
+            *(c[name] for name in _MESSAGE),
+            # 1 once this message or one before it of the same order is not due yet
+            func.max(case((c.next_attempt_at > now, 1), else_=0))
+            .over(partition_by=c.order_id, order_by=c.id)
+            .label("held"),
+            # the due time of the order's oldest pending message: the order's place in line
+            func.first_value(c.next_attempt_at)
+            .over(partition_by=c.order_id, order_by=c.id)
+            .label("head_at"),
+        ).where(c.status == _PENDING)
+        if count > 1:
+            pending = pending.where(c.shard % count == index)
+        p = pending.subquery()
+        ranked = (
+            select(
+                p,
+                func.dense_rank()
+                .over(partition_by=p.c.distributor_id, order_by=(p.c.head_at, p.c.order_id))
+                .label("share"),
+            )
+            .where(p.c.held == 0)
+            .subquery()
+        )
         q = (
-            select(outbox.c.id, outbox.c.order_id, outbox.c.url, outbox.c.body, outbox.c.attempts)
-            .where(outbox.c.status == "pending", outbox.c.next_attempt_at <= now)
-            .order_by(outbox.c.id)
+            select(*(ranked.c[name] for name in _MESSAGE))
+            .where(ranked.c.share <= per_distributor)
+            .order_by(ranked.c.head_at, ranked.c.order_id, ranked.c.id)
             .limit(limit)
         )
         async with self._engine.connect() as conn:
             return [OutboxMessage(*r) for r in (await conn.execute(q)).all()]
 
-    async def callback_delivered(self, message_id: int, now: datetime) -> None:
+    async def callback_delivered(self, message: OutboxMessage, now: datetime) -> None:
+        """The receiver accepted `message` (the outcome of its attempt number
+        `message.attempts`; an outcome of an attempt that is no longer current is ignored)."""
         async with self._engine.begin() as conn:
             await conn.execute(
                 update(outbox)
-                .where(outbox.c.id == message_id)
+                .where(*_current_attempt(message))
                 .values(status="delivered", delivered_at=now, attempts=outbox.c.attempts + 1)
             )
 
-    async def callback_retry(self, message_id: int, next_at: datetime, error: str) -> None:
+    async def callback_failed(
+        self, message: OutboxMessage, *, next_at: datetime, error: str, dead_at: datetime | None
+    ) -> None:
+        """An attempt of `message` failed: try again at `next_at`, or give up on it (`dead`)
+        when `dead_at` is given."""
+        values: dict[str, Any] = {
+            "attempts": outbox.c.attempts + 1,
+            "next_attempt_at": next_at,
+            "last_error": error[:500],
+        }
+        if dead_at is not None:
+            values |= {"status": _DEAD, "dead_at": dead_at}
         async with self._engine.begin() as conn:
-            await conn.execute(
+            await conn.execute(update(outbox).where(*_current_attempt(message)).values(**values))
+
+    async def list_callbacks(
+        self,
+        *,
+        status: str | None = None,
+        distributor_id: str | None = None,
+        after: tuple[datetime, int] | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """A keyset page of messages over (created_at, id), oldest first."""
+        c = outbox.c
+        q = select(*(c[name] for name in _LISTED))
+        if status is not None:
+            q = q.where(c.status == status)
+        if distributor_id is not None:
+            q = q.where(c.distributor_id == distributor_id)
+        if after is not None:
+            q = q.where(
+                or_(c.created_at > after[0], and_(c.created_at == after[0], c.id > after[1]))
+            )
+        q = q.order_by(c.created_at, c.id).limit(limit)
+        async with self._engine.connect() as conn:
+            return [dict(r._mapping) for r in (await conn.execute(q)).all()]
+
+    async def redeliver_callback(self, message_id: int, now: datetime) -> str | None:
+        """Send a dead message again from its first attempt, due now, its age counted from
+        now (`created_at`), so it gets all its attempts again. Answers None when done, else
+        the message's status (it is not dead), or "missing"."""
+        async with self._engine.begin() as conn:
+            done = await conn.execute(
                 update(outbox)
-                .where(outbox.c.id == message_id)
+                .where(outbox.c.id == message_id, outbox.c.status == _DEAD)
                 .values(
-                    attempts=outbox.c.attempts + 1, next_attempt_at=next_at, last_error=error[:500]
+                    status=_PENDING, attempts=0, next_attempt_at=now, created_at=now, dead_at=None
                 )
             )
+            if done.rowcount == 1:
+                return None
+            status = (
+                await conn.execute(select(outbox.c.status).where(outbox.c.id == message_id))
+            ).scalar()
+        return "missing" if status is None else str(status)
 
     async def callbacks_of(self, order_id: str) -> list[dict[str, Any]]:
         q = select(outbox).where(outbox.c.order_id == order_id).order_by(outbox.c.id)
@@ -215,19 +393,93 @@ class WorkRepository:
             row = (await conn.execute(q)).first()
         return (0, 0) if row is None else (int(row[0]), int(row[1]))
 
-    async def advance_feed(
-        self, supplier_id: str, *, refund_seq: int | None = None, delivery_seq: int | None = None
+    async def store_feed_events(
+        self, supplier_id: str, feed: Feed, events: Sequence[FeedEventIn], now: datetime
     ) -> None:
-        values: dict[str, int] = {}
-        if refund_seq is not None:
-            values["refund_feed_seq"] = refund_seq
-        if delivery_seq is not None:
-            values["delivery_feed_seq"] = delivery_seq
-        if values:
-            async with self._engine.begin() as conn:
+        """Keep the events a feed gave (`pending`; idempotent on (supplier, feed, seq)) and move
+        the feed's cursor past them, in one transaction: an event is never passed unkept. An
+        event whose order id cannot be ours is kept as `refused` (its id shortened to fit)."""
+        if not events:
+            return
+        rows = []
+        for ev in events:
+            order_id, unusable = _stored_order_id(ev.order_id)
+            status = FeedEventStatus.PENDING if unusable is None else FeedEventStatus.REFUSED
+            rows.append(
+                {
+                    "supplier_id": supplier_id,
+                    "feed": feed.value,
+                    "seq": ev.seq,
+                    "order_id": order_id,
+                    "payload": ev.payload,
+                    "status": status.value,
+                    "attempts": 0,
+                    "last_error": unusable,
+                    "created_at": now,
+                }
+            )
+        last = max(ev.seq for ev in events)
+        cursor = _CURSOR[feed]
+        async with self._engine.begin() as conn:
+            await conn.execute(insert_ignore(conn, supplier_events), rows)
+            await conn.execute(
+                update(suppliers)
+                .where(suppliers.c.id == supplier_id, cursor < last)
+                .values({cursor: last})
+            )
+
+    async def pending_feed_events(self, supplier_id: str, orders: int = 500) -> list[FeedEvent]:
+        """The pending events of up to `orders` orders, every one of each order's, oldest first.
+        Orders whose events were tried least come first, so a few that cannot apply yet (their
+        order still FIXING) never hold back the others."""
+        pending = (supplier_events.c.supplier_id == supplier_id) & (
+            supplier_events.c.status == FeedEventStatus.PENDING.value
+        )
+        chosen = (
+            select(supplier_events.c.order_id)
+            .where(pending)
+            .group_by(supplier_events.c.order_id)
+            .order_by(func.max(supplier_events.c.attempts), func.min(supplier_events.c.id))
+            .limit(orders)
+        )
+        async with self._engine.connect() as conn:
+            order_ids = [r[0] for r in (await conn.execute(chosen)).all()]
+            if not order_ids:
+                return []
+            rows = (
                 await conn.execute(
-                    update(suppliers).where(and_(suppliers.c.id == supplier_id)).values(**values)
+                    select(supplier_events)
+                    .where(pending, supplier_events.c.order_id.in_(order_ids))
+                    .order_by(supplier_events.c.id)
                 )
+            ).all()
+        return [_feed_event(r) for r in rows]
+
+    async def feed_event_decided(
+        self, event_id: int, status: FeedEventStatus, reason: str | None, now: datetime
+    ) -> None:
+        """The event applied (`applied_at` set) or was refused (`last_error` says why)."""
+        values: dict[str, Any] = {
+            "status": status.value,
+            "attempts": supplier_events.c.attempts + 1,
+        }
+        if status is FeedEventStatus.APPLIED:
+            values["applied_at"] = now
+        else:
+            values["last_error"] = reason
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(supplier_events).where(supplier_events.c.id == event_id).values(values)
+            )
+
+    async def feed_event_retry(self, event_id: int, reason: str) -> None:
+        """The event could not apply yet: it stays pending, one more attempt counted."""
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(supplier_events)
+                .where(supplier_events.c.id == event_id)
+                .values(attempts=supplier_events.c.attempts + 1, last_error=reason[:500])
+            )
 
     async def polling_overrides(self, supplier_id: str) -> tuple[int | None, int | None]:
         q = select(suppliers.c.poll_interval_override_ms, suppliers.c.give_up_override_ms).where(
@@ -247,3 +499,17 @@ class WorkRepository:
                 .values(poll_interval_override_ms=interval_ms, give_up_override_ms=give_up_ms)
             )
         return res.rowcount == 1
+
+
+def _feed_event(row: Any) -> FeedEvent:
+    return FeedEvent(
+        id=row.id,
+        supplier_id=row.supplier_id,
+        feed=Feed(row.feed),
+        seq=int(row.seq),
+        order_id=row.order_id,
+        payload=dict(row.payload),
+        status=FeedEventStatus(row.status),
+        attempts=row.attempts,
+        last_error=row.last_error,
+    )

@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from actors.startup import scale_supplier
 from domain.grants import GrantScope
 from domain.order import IssuedTicket
 from domain.status import OrderStatus
 from persistence.accounts import DISTRIBUTOR
-from serve_app.deps import AdminCaller, read_body, state_of
+from serve_app.deps import AdminCaller, ours, read_body, state_of
 from serve_app.errors import ApiError, error_response
 from serve_app.paging import decode_cursor, encode_cursor, parse_limit
 from serve_app.replies import reply_response
 from serve_app.responses import JSONResponse
+from serve_app.schemas import Body
 from serve_app.views import order_view, ts
 from suppliers.registry import build_gateway
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/admin/v1")
 
 
@@ -69,7 +72,7 @@ async def list_orders(
 @router.get("/orders/{order_id}")
 async def get_order(order_id: str, request: Request, _caller: AdminCaller) -> dict[str, Any]:
     state = state_of(request)
-    order = await state.orders.get(order_id)
+    order = await state.orders.get(ours(order_id))
     if order is None:
         raise ApiError(404, "not_found", "no such order")
     view = order_view(order, state.tz)
@@ -108,8 +111,8 @@ async def get_order(order_id: str, request: Request, _caller: AdminCaller) -> di
     return view
 
 
-class ResolveBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ResolveBody(Body):
+    FREE_TEXT = frozenset({"note"})
     action: Literal["cancel", "issued", "retry"]
     tickets: list[dict[str, str | None]] = Field(default_factory=list)
     note: str = Field(default="", max_length=500)
@@ -125,7 +128,7 @@ async def resolve_order(order_id: str, request: Request, _caller: AdminCaller) -
     )
     if body.action == "issued" and not tickets:
         return error_response(422, "invalid_request", "tickets: required when action is issued")
-    host = state.hosts.for_order(order_id)
+    host = state.hosts.for_order(ours(order_id))
     reply = await host.operator_resolve(order_id, body.action, tickets, body.note)
     return reply_response(reply, state)
 
@@ -139,6 +142,7 @@ async def get_supplier(supplier_id: str, request: Request, _caller: AdminCaller)
         raise ApiError(404, "not_found", "no such supplier")
     stats = (await actor.stats()).as_dict()
     interval_ms, give_up_ms = await state.work.polling_overrides(supplier_id)
+    synced_at, sync_report = await state.catalog.sync_report(supplier_id)
     return {
         "id": supplier.id,
         "name": supplier.name,
@@ -154,11 +158,13 @@ async def get_supplier(supplier_id: str, request: Request, _caller: AdminCaller)
             "give_up_override_ms": give_up_ms,
         },
         "negotiations": await state.work.count_negotiations(supplier_id),
+        "catalog_sync": None
+        if sync_report is None
+        else {"synced_at": ts(synced_at, state.tz), **sync_report},
     }
 
 
-class PollingBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PollingBody(Body):
     interval_ms: int | None = Field(default=None, ge=100, le=3_600_000)
     give_up_ms: int | None = Field(default=None, ge=100, le=7 * 86_400_000)
 
@@ -176,8 +182,7 @@ async def set_polling(supplier_id: str, request: Request, _caller: AdminCaller) 
 # -- suppliers ---------------------------------------------------------------------------------
 
 
-class SupplierBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SupplierBody(Body):
     name: str = Field(min_length=1, max_length=200)
     gateway: str = Field(min_length=1, max_length=40)
     config: dict[str, Any] = Field(default_factory=dict)
@@ -225,13 +230,16 @@ async def sync_supplier(supplier_id: str, request: Request, _caller: AdminCaller
     try:
         changed = await actor.sync_catalog()
     except Exception as exc:
-        raise ApiError(503, "supplier_unavailable", f"catalog sync failed: {exc}") from exc
+        # The details (a remote traceback, paths, addresses) go to the log, not to the caller.
+        log.warning("catalog sync of %s failed: %r", supplier_id, exc)
+        raise ApiError(
+            503, "supplier_unavailable", "catalog sync failed: the supplier could not be read"
+        ) from exc
     state.catalog.invalidate()
     return {"supplier_id": supplier_id, "rows_changed": changed}
 
 
-class ReplicasBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ReplicasBody(Body):
     replicas: int = Field(ge=1, le=32)
 
 
@@ -248,26 +256,22 @@ async def set_replicas(supplier_id: str, request: Request, _caller: AdminCaller)
 # -- distributors, keys, grants -------------------------------------------------------------
 
 
-class DistributorBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class DistributorBody(Body):
     name: str = Field(min_length=1, max_length=200)
     rate_limit_per_s: int | None = Field(default=None, ge=1, le=100_000)
 
 
-class DistributorPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class DistributorPatch(Body):
     rate_limit_per_s: int | None = Field(default=None, ge=1, le=100_000)
 
 
-class KeyBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class KeyBody(Body):
     type: Literal["hmac", "ed25519"]
     public_key: str | None = Field(default=None, max_length=100)
     expires_at: datetime | None = None
 
 
-class GrantBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class GrantBody(Body):
     scope: GrantScope
     value: str | None = Field(default=None, min_length=1, max_length=200)
     valid_from: datetime | None = None
@@ -325,9 +329,17 @@ async def get_distributor(
 async def patch_distributor(
     distributor_id: str, request: Request, _caller: AdminCaller
 ) -> JSONResponse:
+    """Changes only the fields the body names (`{"rate_limit_per_s": null}` restores the
+    platform's default; `{}` changes nothing)."""
     state = state_of(request)
     body = await read_body(request, DistributorPatch)
-    if not await state.accounts.set_rate_limit(distributor_id, body.rate_limit_per_s, state.now()):
+    if "rate_limit_per_s" in body.model_fields_set:
+        found = await state.accounts.set_rate_limit(
+            distributor_id, body.rate_limit_per_s, state.now()
+        )
+    else:
+        found = await state.accounts.get_distributor(distributor_id) is not None
+    if not found:
         raise ApiError(404, "not_found", "no such distributor")
     return JSONResponse(await _distributor_view(state, distributor_id))
 
@@ -356,6 +368,8 @@ async def create_key(distributor_id: str, request: Request, _caller: AdminCaller
     state = state_of(request)
     body = await read_body(request, KeyBody)
     expires_at = _aware("expires_at", body.expires_at)
+    if expires_at is not None and expires_at <= state.now():
+        raise ApiError(422, "invalid_request", "expires_at: must be in the future")
     if await state.accounts.get_distributor(distributor_id) is None:
         raise ApiError(404, "not_found", "no such distributor")
     now = state.now()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -22,14 +22,23 @@ from persistence.redis_store import RateLimiter, RateLimiterUnavailable, Verdict
 
 class NonceStore(Protocol):
     async def claim(self, key_id: str, nonce: str, *, now: datetime, ttl: timedelta) -> bool: ...
+    async def release(self, key_id: str, nonce: str) -> None: ...
 
 
 class Admission(Protocol):
     async def admit(
-        self, key: str, nonce: str | None, limit_per_s: int, *, now: float, nonce_ttl: timedelta
+        self,
+        key: str,
+        nonce: str | None,
+        limit_per_s: int,
+        *,
+        now: float,
+        nonce_ttl: timedelta,
+        rate_key: str | None = None,
     ) -> Verdict:
-        """Count a hit on ``key`` against ``limit_per_s``, then, if allowed, claim ``nonce``.
-        Raises RateLimiterUnavailable / NonceStoreUnavailable when it cannot tell."""
+        """Claim ``nonce`` for ``key``, then, if it was fresh, count a hit on ``rate_key``
+        (default ``key``) against ``limit_per_s``; a refused hit gives the nonce back. Raises
+        RateLimiterUnavailable / NonceStoreUnavailable when it cannot tell."""
         ...
 
 
@@ -42,17 +51,24 @@ class SeparateAdmission:
         self._nonces = nonces
 
     async def admit(
-        self, key: str, nonce: str | None, limit_per_s: int, *, now: float, nonce_ttl: timedelta
+        self,
+        key: str,
+        nonce: str | None,
+        limit_per_s: int,
+        *,
+        now: float,
+        nonce_ttl: timedelta,
+        rate_key: str | None = None,
     ) -> Verdict:
-        decision = await self._limiter.hit(key, limit_per_s, now=now)
+        at = datetime.fromtimestamp(now, UTC)
+        if nonce is not None and not await self._nonces.claim(key, nonce, now=at, ttl=nonce_ttl):
+            return Verdict(True, 0, False)  # a replay: it spends nobody's rate budget
+        decision = await self._limiter.hit(rate_key or key, limit_per_s, now=now)
         if not decision.allowed:
+            if nonce is not None:
+                await self._nonces.release(key, nonce)  # the client may send it again as it is
             return Verdict(False, decision.retry_after_s, False)
-        if nonce is None:
-            return Verdict(True, 0, False)
-        fresh = await self._nonces.claim(
-            key, nonce, now=datetime.fromtimestamp(now, UTC), ttl=nonce_ttl
-        )
-        return Verdict(True, 0, fresh)
+        return Verdict(True, 0, nonce is not None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +107,11 @@ class RequestVerifier:
         path: str,
         raw_query: str,
         headers: Mapping[str, str],
-        body: bytes,
+        read_body: Callable[[], Awaitable[bytes]],
     ) -> Caller:
+        """The signed caller. The body is read (by `read_body`) only once the signature's
+        headers, the key and the timestamp have passed: an unsigned or stale request is refused
+        without a byte of its body being read."""
         signed = parse_signed_headers(headers)
         key = await self._accounts.load_key(signed.key_id)
         if key is None:
@@ -107,13 +126,16 @@ class RequestVerifier:
             signed.key_id,
             str(signed.timestamp),
             signed.nonce,
-            body,
+            await read_body(),
         )
         if not verify_signature(key.key_type, key.material, message, signed.signature):
             raise SignatureError("signature_invalid", "the signature does not verify")
-        # Limits count authenticated requests only, so nobody can spend another key's budget;
-        # a refused request spends no nonce, so the client may send it again as it is. Only
-        # with a valid signature is the nonce spent: nobody can burn a client's nonces.
+        # Limits count authenticated, fresh requests only: a replay is refused before it
+        # counts, so nobody can spend another caller's budget by resending what they captured;
+        # a request the limit refuses spends no nonce, so the client may send it again as it
+        # is. A distributor's limit covers all its keys (more keys are not more budget); an
+        # admin key has its own.
+        scope = f"dst:{key.distributor_id}" if key.distributor_id else f"key:{key.id}"
         try:
             verdict = await self._admission.admit(
                 key.id,
@@ -121,6 +143,7 @@ class RequestVerifier:
                 key.rate_limit_per_s or self._default_rate,
                 now=now,
                 nonce_ttl=timedelta(seconds=2 * self._window),
+                rate_key=scope,
             )
         except NonceStoreUnavailable as exc:
             raise SignatureError(

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 
 from domain.catalog_view import in_delta, show_state
 from domain.grants import Grant, any_grant_covers, show_matches
+from domain.ids import is_catalog_id
 from persistence.redis_store import CachedStock
 from serve_app.deps import DistributorCaller, state_of
 from serve_app.errors import ApiError
@@ -74,7 +75,7 @@ async def list_shows(
 @hot
 async def get_show(show_id: str, request: Request, caller: DistributorCaller) -> dict[str, Any]:
     state = state_of(request)
-    detail = await state.catalog.show_detail(show_id)
+    detail = await state.catalog.show_detail(show_id) if is_catalog_id("shw", show_id) else None
     if detail is None:
         raise ApiError(404, "not_found", "no such show")
     grants = await _grants(state, caller)
@@ -96,7 +97,11 @@ async def session_stock(
     session_id: str, request: Request, caller: DistributorCaller
 ) -> dict[str, Any]:
     state = state_of(request)
-    where = await state.catalog.session_for_stock(session_id)
+    where = (
+        await state.catalog.session_for_stock(session_id)
+        if is_catalog_id("ses", session_id)
+        else None
+    )
     if where is None:
         raise ApiError(404, "not_found", "no such session")
     supplier_id, session_ref, show_id = where

@@ -8,6 +8,7 @@ from typing import Annotated, TypeVar
 from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
 
+from domain.ids import is_order_id
 from domain.signing import SignatureError
 from serve_app.auth import Caller, RateLimited
 from serve_app.errors import ApiError, describe_validation
@@ -46,7 +47,7 @@ async def signed_caller(request: Request) -> Caller:
             path=path,
             raw_query=request.scope.get("query_string", b"").decode("latin-1"),
             headers=request.headers,
-            body=await request.body(),
+            read_body=request.body,
         )
     except SignatureError as exc:
         raise ApiError(exc.status, exc.code, exc.message) from exc
@@ -77,3 +78,11 @@ async def admin(request: Request) -> Caller:
 
 DistributorCaller = Annotated[Caller, Depends(distributor)]
 AdminCaller = Annotated[Caller, Depends(admin)]
+
+
+def ours(order_id: str) -> str:
+    """`order_id` if it may name an order; else 404 at once, without asking a host (which
+    would keep an activation and read the database for it)."""
+    if not is_order_id(order_id):
+        raise ApiError(404, "not_found", "no such order")
+    return order_id

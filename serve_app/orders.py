@@ -13,12 +13,14 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from actors.interfaces import CreateOrder, OrderHostCalls
+from domain.callback_urls import CallbackUrlRefused, check_callback_url
 from domain.grants import any_grant_covers
 from domain.ids import order_id_for
 from domain.order import DeliveryMethod, request_fingerprint
 from domain.replies import OrderReply
 from domain.status import OrderStatus
-from serve_app.deps import DistributorCaller, read_body, state_of
+from domain.tier_rules import check_tier
+from serve_app.deps import DistributorCaller, ours, read_body, state_of
 from serve_app.errors import ApiError
 from serve_app.hot_paths import hot
 from serve_app.paging import decode_cursor, encode_cursor, parse_limit, parse_time
@@ -56,8 +58,20 @@ async def create_order(request: Request, caller: DistributorCaller) -> JSONRespo
     state = state_of(request)
     assert caller.distributor_id is not None
     body = await read_body(request, CreateOrderBody)
+    if body.callback_url is not None:
+        try:  # the addresses it names; a host name's are checked when the courier connects
+            check_callback_url(body.callback_url, state.settings.callback_allowed_networks)
+        except CallbackUrlRefused as exc:
+            raise ApiError(422, "invalid_request", f"callback_url: {exc}") from None
     tier = await state.catalog.tier_for_sale(body.session_id, body.tier_id)
-    if tier is None:
+    # The catalog sync's rule again (domain/tier_rules.py): a tier it refuses is not sold,
+    # whatever a cache or a row stored before the rule holds; to a buyer it is not there.
+    terms = (
+        None
+        if tier is None
+        else check_tier(tier.face_value, tier.price, tier.settlement_price, tier.currency)
+    )
+    if tier is None or terms is None or not terms.accepted:
         raise ApiError(404, "not_found", "no such session and tier")
     grants = await state.accounts.grants_of(caller.distributor_id)
     if not any_grant_covers(grants, tier.item, state.now()):
@@ -78,7 +92,7 @@ async def create_order(request: Request, caller: DistributorCaller) -> JSONRespo
         unit_price=tier.price,
         settlement_price=tier.settlement_price,
         face_value=tier.face_value,
-        currency=tier.currency,
+        currency=terms.currency,
         delivery_method=DeliveryMethod(body.delivery.method),
         delivery_address=body.delivery.address,
         buyer={"name": body.buyer.name, "phone": body.buyer.phone},
@@ -122,7 +136,7 @@ async def _shared(
     """One order's call to its host, shared with identical calls in flight (same operation,
     order and distributor: `key`)."""
     state = state_of(request)
-    host = state.hosts.for_order(key[1])
+    host = state.hosts.for_order(ours(key[1]))
     return reply_response(await state.in_flight.run(key, lambda: call(host)), state)
 
 
@@ -151,6 +165,7 @@ async def cancel_order(order_id: str, request: Request, caller: DistributorCalle
 @v1.post("/orders/{order_id}/refund")
 async def refund_order(order_id: str, request: Request, caller: DistributorCaller) -> JSONResponse:
     state = state_of(request)
+    ours(order_id)
     body = await read_body(request, RefundBody)
     assert caller.distributor_id is not None
     host = state.hosts.for_order(order_id)

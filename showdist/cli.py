@@ -75,7 +75,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     from persistence.migrate import upgrade
 
     settings = _settings(args)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.prepare_data_dir()
     upgrade(settings.resolved_database_url())
     print("schema is at the newest revision", file=sys.stderr)
     return 0
@@ -88,7 +88,7 @@ def cmd_admin_create_key(args: argparse.Namespace) -> int:
     from persistence.secretbox import SecretBox
 
     settings = _settings(args)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.prepare_data_dir()
     url = settings.resolved_database_url()
     upgrade(url)
 
@@ -188,7 +188,7 @@ def _settlement_context(args: argparse.Namespace) -> tuple[str, Any]:
     from persistence.migrate import upgrade
 
     settings = _settings(args)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.prepare_data_dir()
     url = settings.resolved_database_url()
     upgrade(url)
     return url, ZoneInfo(settings.timezone)

@@ -32,6 +32,11 @@ def platform_config(settings: Settings) -> PlatformConfig:
             sweep_seconds=settings.sweep_seconds,
             abandoned_lock_seconds=settings.abandoned_lock_seconds,
             platform_seed_b64=base64.b64encode(settings.resolved_platform_seed()).decode(),
+            callback_deadline_seconds=settings.callback_deadline_seconds,
+            callback_max_attempts=settings.callback_max_attempts,
+            callback_max_age_seconds=settings.callback_max_age_seconds,
+            callback_per_distributor=settings.callback_per_distributor,
+            callback_allowed_networks=tuple(settings.callback_allowed_networks),
         ),
         suppliers=SupplierSettings(
             max_concurrency=settings.supplier_max_concurrency,

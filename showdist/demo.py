@@ -13,7 +13,7 @@ from persistence.accounts import DISTRIBUTOR, AccountRepository
 from persistence.catalog import CatalogRepository
 from persistence.db import make_engine
 from persistence.secretbox import SecretBox
-from showdist.settings import Settings
+from showdist.settings import Settings, write_private
 from suppliers.sandbox.gateway import SandboxGateway
 
 DEMO_SUPPLIER = "Sandbox Box Office"
@@ -59,7 +59,5 @@ async def seed_demo(settings: Settings, sandbox_url: str) -> dict[str, Any]:
             "tier_id": first["sessions"][0]["tiers"][0]["id"],
         }
     path = settings.data_dir / "demo-key.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(info, indent=2) + "\n")
-    path.chmod(0o600)
+    write_private(path, json.dumps(info, indent=2) + "\n")
     return info

@@ -48,7 +48,7 @@ def start_platform(
     """Migrate the database, start Ray (unless connected already), every platform actor and
     (with `serve_api`) the API under Serve."""
     settings = settings.with_resolved_secrets()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.prepare_data_dir()
     upgrade(settings.resolved_database_url())
     ensure_ray(settings, num_cpus=num_cpus)
     config = platform_config(settings)

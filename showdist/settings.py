@@ -13,8 +13,12 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from domain.callback_urls import parse_networks
+
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
 
 
 class Settings(BaseSettings):
@@ -65,6 +69,11 @@ class Settings(BaseSettings):
     catalog_cache_seconds: float = Field(
         default=1.0, description="how long an API replica reuses the show list it read"
     )
+    max_body_bytes: int = Field(
+        default=DEFAULT_MAX_BODY_BYTES,
+        ge=1024,
+        description="a request body larger than this is refused (413) without being read",
+    )
     rate_limit_per_s: int = Field(
         default=50, ge=1, description="per key, unless set per distributor"
     )
@@ -73,11 +82,44 @@ class Settings(BaseSettings):
     abandoned_lock_seconds: float = Field(
         default=60.0, description="a NEW order older than this lost its lock call"
     )
+    callback_deadline_seconds: float = Field(
+        default=10.0, gt=0, description="a callback's whole delivery: connect, send, the answer"
+    )
+    callback_max_attempts: int = Field(
+        default=12, ge=1, description="failed attempts after which a callback is dead"
+    )
+    callback_max_age_seconds: float = Field(
+        default=86_400.0,
+        gt=0,
+        description="a callback failing this long after it was written is dead",
+    )
+    callback_per_distributor: int = Field(
+        default=20, ge=1, description="orders per distributor whose callbacks a courier round sends"
+    )
+    callback_allowed_networks: list[str] = Field(
+        default_factory=list,
+        description="CIDRs that callbacks may reach although private or loopback (on premises)",
+    )
+
+    @field_validator("callback_allowed_networks")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        parse_networks(tuple(v))
+        return v
 
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'showdist.db').resolve()}"
+
+    def prepare_data_dir(self) -> Path:
+        """The data folder, made owner-only (0700), with the embedded database file created
+        owner-only (0600) before SQLite first opens it (SQLite gives its journal files the
+        database file's mode)."""
+        private_dir(self.data_dir)
+        if not self.database_url:
+            private_file(self.data_dir / "showdist.db")
+        return self.data_dir
 
     def resolved_master_key(self) -> bytes:
         if self.master_key is not None:
@@ -109,10 +151,31 @@ def _b64_32(value: str, name: str) -> bytes:
     return raw
 
 
+def private_dir(path: Path) -> None:
+    """Make `path` (and missing parents) a folder only its owner may enter."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
+
+
+def private_file(path: Path) -> None:
+    """Create `path` empty and owner-only (0600) if missing; narrow an existing one."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    path.chmod(0o600)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write `text` to `path`, a file no one but its owner may read from the moment it exists."""
+    private_dir(path.parent)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+
+
 def _read_or_create_secret(path: Path) -> str:
     if path.exists():
         return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     value = base64.b64encode(secrets.token_bytes(32)).decode()
     # O_EXCL: when two processes race to create it, one wins and the other reads its value.
     try:

@@ -113,6 +113,7 @@ def platform(
         supplier_tick_seconds=0.2,
         abandoned_lock_seconds=10.0,
         breaker_cooldown_seconds=1.0,
+        callback_allowed_networks=["127.0.0.0/8"],  # the tests' callback receivers
     )
     running = start_platform(settings)
     yield running

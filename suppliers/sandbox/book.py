@@ -15,6 +15,11 @@ is refused instead of holding seats nobody will ever release. Locks do not expir
 Express delivery of an issued order is recorded by the admin (`set_delivery`) as SHIPPED or
 DELIVERED events in the delivery feed. The sandbox does not enforce SHIPPED before DELIVERED;
 each status is recorded at most once per order (a repeat answers the event already recorded).
+
+To play a faulty supplier integration, a catalog loaded with `"check_prices": false` keeps
+prices as given (negative, or out of order: the platform must refuse them), and
+`inject_feed_event` appends an event to a feed without looking at the books (an order the
+supplier never saw, another supplier's order).
 """
 
 from __future__ import annotations
@@ -147,6 +152,7 @@ class SupplierBook:
         self.feed: list[dict[str, Any]] = []
         self.delivery_feed: list[dict[str, Any]] = []
         self._deliveries: dict[tuple[str, str], dict[str, Any]] = {}
+        self._refund_events: dict[str, dict[str, Any]] = {}
         self.counters = Counters()
         self._lock_seq = 0
         self._ticket_seq = 0
@@ -172,6 +178,7 @@ class SupplierBook:
         self.feed = []
         self.delivery_feed = []
         self._deliveries = {}
+        self._refund_events = {}
         self.counters = Counters()
 
     def catalog(self) -> dict[str, Any]:
@@ -323,6 +330,57 @@ class SupplierBook:
             "initiated_by": done.initiated_by,
         }
 
+    def supplier_refund(self, order_id: str) -> Reply:
+        """The supplier refunds one issued order on its own and reports it in its refund feed;
+        answers the feed event (the existing one when it already did)."""
+        existing = self._refund_events.get(order_id)
+        if existing is not None:
+            return 200, existing
+        refused = self._unless_issued(order_id)
+        if refused is not None:
+            return refused
+        self.refund(order_id, initiated_by="supplier")
+        self.counters.supplier_refunds += 1
+        event = self._append_refund_event(order_id, self.refunds[order_id].refunded_at)
+        self._refund_events[order_id] = event
+        return 200, event
+
+    def inject_feed_event(self, feed: str, order_id: str, status: str | None = None) -> Reply:
+        """Append an event to a feed (`supplier-refunds` or `delivery-updates`) without looking
+        at the books: a faulty integration reporting an order it never saw."""
+        now = self._clock().isoformat()
+        if feed == "supplier-refunds":
+            return 200, self._append_refund_event(order_id, now)
+        if feed != "delivery-updates":
+            return refusal(404, "not_found", f"unknown feed {feed!r}")
+        if status not in DELIVERY_STATUSES:
+            return refusal(422, "invalid_request", f"status must be one of {DELIVERY_STATUSES}")
+        return 200, self._append_delivery_event(order_id, str(status))
+
+    def _unless_issued(self, order_id: str) -> Reply | None:
+        """The refusal of a step that needs the order issued and not refunded, if it is not."""
+        hold = self.holds.get(order_id)
+        if hold is None or hold.status is not HoldStatus.ISSUED:
+            return refusal(409, "refused", "the order is not issued")
+        if order_id in self.refunds:
+            return refusal(409, "refused", "the order is refunded")
+        return None
+
+    def _append_refund_event(self, order_id: str, refunded_at: str) -> dict[str, Any]:
+        event = {"seq": len(self.feed) + 1, "order_id": order_id, "refunded_at": refunded_at}
+        self.feed.append(event)
+        return event
+
+    def _append_delivery_event(self, order_id: str, status: str) -> dict[str, Any]:
+        event = {
+            "seq": len(self.delivery_feed) + 1,
+            "order_id": order_id,
+            "status": status,
+            "at": self._clock().isoformat(),
+        }
+        self.delivery_feed.append(event)
+        return event
+
     def cancel_show(self, show_ref: str) -> Reply:
         """The supplier cancels a show: offline, held seats back, every issued order refunded."""
         show = self.shows.get(show_ref)
@@ -343,15 +401,7 @@ class SupplierBook:
                 hold.status = HoldStatus.VOIDED
                 voided += 1
             elif hold.status is HoldStatus.ISSUED and hold.order_id not in self.refunds:
-                self.refund(hold.order_id, initiated_by="supplier")
-                self.feed.append(
-                    {
-                        "seq": len(self.feed) + 1,
-                        "order_id": hold.order_id,
-                        "refunded_at": self.refunds[hold.order_id].refunded_at,
-                    }
-                )
-                self.counters.supplier_refunds += 1
+                self.supplier_refund(hold.order_id)
                 refunded.append(hold.order_id)
         return 200, {"show_ref": show_ref, "refunded": refunded, "voided_locks": voided}
 
@@ -367,18 +417,10 @@ class SupplierBook:
         existing = self._deliveries.get((order_id, status))
         if existing is not None:
             return 200, existing
-        hold = self.holds.get(order_id)
-        if hold is None or hold.status is not HoldStatus.ISSUED:
-            return refusal(409, "refused", "the order is not issued")
-        if order_id in self.refunds:
-            return refusal(409, "refused", "the order is refunded")
-        event = {
-            "seq": len(self.delivery_feed) + 1,
-            "order_id": order_id,
-            "status": status,
-            "at": self._clock().isoformat(),
-        }
-        self.delivery_feed.append(event)
+        refused = self._unless_issued(order_id)
+        if refused is not None:
+            return refused
+        event = self._append_delivery_event(order_id, status)
         self._deliveries[(order_id, status)] = event
         return 200, event
 
@@ -410,6 +452,9 @@ class SupplierBook:
 def _parse_catalog(spec: object) -> dict[str, Show]:
     if not isinstance(spec, Mapping) or not isinstance(spec.get("shows"), list):
         raise CatalogError('the catalog must be an object with a "shows" list')
+    check_prices = spec.get("check_prices", True)
+    if not isinstance(check_prices, bool):
+        raise CatalogError("check_prices must be true or false")
     shows: dict[str, Show] = {}
     session_refs: set[str] = set()
     tier_refs: set[str] = set()
@@ -435,7 +480,7 @@ def _parse_catalog(spec: object) -> dict[str, Show]:
             if not isinstance(raw_tiers, list):
                 raise CatalogError(f"{ses_where}.tiers must be a list")
             for k, raw_tier in enumerate(raw_tiers):
-                tier = _parse_tier(raw_tier, f"{ses_where}.tiers[{k}]")
+                tier = _parse_tier(raw_tier, f"{ses_where}.tiers[{k}]", check_prices)
                 if tier.ref in tier_refs:
                     raise CatalogError(f"{ses_where}.tiers[{k}].ref: duplicate tier {tier.ref!r}")
                 tier_refs.add(tier.ref)
@@ -460,13 +505,13 @@ def _parse_catalog(spec: object) -> dict[str, Show]:
     return shows
 
 
-def _parse_tier(raw: object, where: str) -> Tier:
+def _parse_tier(raw: object, where: str, check_prices: bool = True) -> Tier:
     tier = _obj(raw, where)
-    face_value = _int(tier, "face_value", where)
-    price = _int(tier, "price", where)
-    settlement_price = _int(tier, "settlement_price", where)
+    face_value = _int(tier, "face_value", where, signed=not check_prices)
+    price = _int(tier, "price", where, signed=not check_prices)
+    settlement_price = _int(tier, "settlement_price", where, signed=not check_prices)
     stock = _int(tier, "stock", where)
-    if not settlement_price <= price <= face_value:
+    if check_prices and not settlement_price <= price <= face_value:
         raise CatalogError(f"{where}: expected settlement_price <= price <= face_value")
     return Tier(
         ref=_text(tier, "ref", where),
@@ -493,9 +538,9 @@ def _text(obj: Mapping[str, Any], name: str, where: str) -> str:
     return value
 
 
-def _int(obj: Mapping[str, Any], name: str, where: str) -> int:
+def _int(obj: Mapping[str, Any], name: str, where: str, *, signed: bool = False) -> int:
     value = obj.get(name)
-    if type(value) is not int or value < 0:
+    if type(value) is not int or (value < 0 and not signed):
         raise CatalogError(f"{where}.{name} must be a non-negative integer (minor units)")
     return value
 

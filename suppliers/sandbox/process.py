@@ -173,6 +173,21 @@ class SandboxAdmin:
         path = f"/admin/orders/{quote(order_id, safe='')}/delivery"
         return self._json("POST", path, {"status": status})
 
+    def supplier_refund(self, order_id: str) -> dict[str, Any]:
+        """The supplier refunds one issued order on its own (as when it cancels a show, for
+        one order); answers the refund feed's event `{seq, order_id, refunded_at}`."""
+        path = f"/admin/orders/{quote(order_id, safe='')}/supplier-refund"
+        return self._json("POST", path)
+
+    def inject_refund_event(self, order_id: str) -> dict[str, Any]:
+        """Append a refund event for any order id to the refund feed, books unchecked."""
+        return self._json("POST", "/admin/feeds/supplier-refunds", {"order_id": order_id})
+
+    def inject_delivery_event(self, order_id: str, status: str) -> dict[str, Any]:
+        """Append a delivery event for any order id to the delivery feed, books unchecked."""
+        body = {"order_id": order_id, "status": status}
+        return self._json("POST", "/admin/feeds/delivery-updates", body)
+
     def catalog(self) -> dict[str, Any]:
         return self._json("GET", "/catalog")
 

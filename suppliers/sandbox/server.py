@@ -26,7 +26,13 @@ Supplier API (all JSON; errors are `{"error": code, "message": text}`):
   `seq > since_seq`, oldest first.
 
 Admin API (never faulted): `POST /admin/catalog` (replace the catalog, tiers carry `stock`;
-clears orders, feeds and counters), `POST /admin/shows/{show_ref}/cancel`,
+clears orders, feeds and counters; with `"check_prices": false` prices are kept as given, even
+negative or out of order, to play a faulty supplier), `POST /admin/shows/{show_ref}/cancel`,
+`POST /admin/orders/{order_id}/supplier-refund` (the supplier refunds one issued order on its
+own and reports it in the refund feed; answers the event; 409 `refused` if not issued or
+already refunded), `POST /admin/feeds/supplier-refunds` `{"order_id"}` and
+`POST /admin/feeds/delivery-updates` `{"order_id", "status"}` (append an event to a feed without
+looking at the books: a faulty supplier reporting an order it never saw; answers the event),
 `POST /admin/orders/{order_id}/delivery` `{"status": "SHIPPED" | "DELIVERED"}` (records a
 delivery update of an issued, unrefunded order and answers the event; 409 `refused` otherwise;
 a status already recorded for the order answers the existing event; SHIPPED before DELIVERED is
@@ -387,6 +393,20 @@ def create_app(*, demo: bool = False, supplier: SandboxSupplier | None = None) -
             raise BadRequest(f"status must be one of {', '.join(DELIVERY_STATUSES)}")
         return _respond(sandbox.book.set_delivery(order_id, str(status)))
 
+    async def admin_supplier_refund(request: Request) -> Response:
+        order_id = _ref(request.path_params["order_id"], "order_id")
+        return _respond(sandbox.book.supplier_refund(order_id))
+
+    async def admin_inject_event(request: Request) -> Response:
+        body = await _json_object(request)
+        order_id = _ref(body.get("order_id"), "order_id")
+        status = body.get("status")
+        return _respond(
+            sandbox.book.inject_feed_event(
+                request.path_params["feed"], order_id, None if status is None else str(status)
+            )
+        )
+
     async def admin_put_faults(request: Request) -> Response:
         body = await _json_object(request)
         try:
@@ -430,6 +450,12 @@ def create_app(*, demo: bool = False, supplier: SandboxSupplier | None = None) -
             _guarded(admin_set_delivery),
             methods=["POST"],
         ),
+        Route(
+            "/admin/orders/{order_id:path}/supplier-refund",
+            _guarded(admin_supplier_refund),
+            methods=["POST"],
+        ),
+        Route("/admin/feeds/{feed}", _guarded(admin_inject_event), methods=["POST"]),
         Route("/admin/faults", _guarded(admin_put_faults), methods=["PUT"]),
         Route("/admin/faults", _guarded(admin_get_faults), methods=["GET"]),
         Route("/admin/reset", _guarded(admin_reset), methods=["POST"]),

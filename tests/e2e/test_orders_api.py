@@ -190,12 +190,20 @@ async def test_malformed_body_is_422_naming_the_field_and_creates_nothing(
     assert r.status_code == 201
 
 
-async def test_price_fields_set_by_the_distributor_are_ignored(
+async def test_price_fields_set_by_the_distributor_are_refused_and_create_nothing(
     world: World, client_a: AsyncSignedClient
 ) -> None:
-    body = world.order_body(oid(), unit_price=1, amount=1, status="FIXED")
-    r = await client_a.request("POST", "/v1/orders", body)
-    assert r.status_code == 201
+    """A distributor cannot set a price or a status: such a field is refused by name (it used
+    to be ignored, which also hid typos), and nothing is created."""
+    distributor_order_id = oid()
+    for field, value in (("unit_price", 1), ("amount", 1), ("status", "FIXED")):
+        body = world.order_body(distributor_order_id, **{field: value})
+        r = await client_a.request("POST", "/v1/orders", body)
+        assert r.status_code == 422
+        assert r.json()["error"]["code"] == "invalid_request"
+        assert field in r.json()["error"]["message"]
+    r = await client_a.request("POST", "/v1/orders", world.order_body(distributor_order_id))
+    assert r.status_code == 201  # the first create of this id: nothing was made before
     assert r.json()["unit_price"] == 36000
     assert r.json()["status"] == "LOCKED"
 

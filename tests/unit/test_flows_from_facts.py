@@ -11,16 +11,16 @@ import pytest
 
 from domain.flows import flows_for, flows_implied
 from domain.order import DeliveryMethod, IssuedTicket, Order, SupplierRefund
-from domain.status import ORDER_TRANSITIONS, OrderStatus
+from domain.status import ORDER_AT_REST, ORDER_TRANSITIONS, OrderStatus
 
 T0 = datetime(2026, 11, 25, 15, 50, tzinfo=UTC)  # near midnight in Asia/Shanghai
 TICKETS = (IssuedTicket("C-1"),)
 
 
 def paths(status: OrderStatus = OrderStatus.NEW) -> Iterator[list[OrderStatus]]:
-    """Every path of moves from `status` to a status with no move out (or FIXED, at rest)."""
+    """Every path of moves from `status` to a status an order may rest in (and on from there)."""
     targets = ORDER_TRANSITIONS[status]
-    if status is not OrderStatus.NEW and (not targets or status is OrderStatus.FIXED):
+    if status is not OrderStatus.NEW and status in ORDER_AT_REST:
         yield []
     for target in sorted(targets):
         for rest in paths(target):

@@ -38,6 +38,7 @@ ORDER_EDGES: frozenset[tuple[OrderStatus, OrderStatus]] = frozenset(
         (OrderStatus.FIXED, OrderStatus.REFUNDING),  # refund requested (distributor or supplier)
         (OrderStatus.REFUNDING, OrderStatus.REFUNDED),  # supplier ok
         (OrderStatus.REFUNDING, OrderStatus.REFUND_FAIL),  # supplier refused
+        (OrderStatus.REFUND_FAIL, OrderStatus.REFUNDED),  # the supplier refunded after all (feed)
     }
 )
 
@@ -53,8 +54,10 @@ DELIVERY_EDGES: frozenset[tuple[DeliveryStatus, DeliveryStatus]] = frozenset(
 )
 
 EXPECTED_ORDER_TERMINAL = frozenset(
-    {OrderStatus.LOCK_FAILED, OrderStatus.CANCELED, OrderStatus.REFUNDED, OrderStatus.REFUND_FAIL}
+    {OrderStatus.LOCK_FAILED, OrderStatus.CANCELED, OrderStatus.REFUNDED}
 )
+# At rest but not terminal: a refund may still leave FIXED, a supplier's own refund REFUND_FAIL.
+EXPECTED_AT_REST = EXPECTED_ORDER_TERMINAL | {OrderStatus.FIXED, OrderStatus.REFUND_FAIL}
 EXPECTED_DELIVERY_TERMINAL = frozenset({DeliveryStatus.DELIVERED})
 
 
@@ -149,9 +152,8 @@ def test_new_is_the_pre_lock_state() -> None:
     assert not any(can_transition(s, OrderStatus.NEW) for s in OrderStatus)
 
 
-def test_order_at_rest_is_terminal_plus_fixed() -> None:
-    expected_at_rest = EXPECTED_ORDER_TERMINAL | {OrderStatus.FIXED}
-    assert expected_at_rest == ORDER_AT_REST
+def test_order_at_rest_is_terminal_plus_fixed_and_refund_fail() -> None:
+    assert EXPECTED_AT_REST == ORDER_AT_REST
     in_flight = set(OrderStatus) - ORDER_AT_REST
     assert in_flight == {
         OrderStatus.NEW,
