@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import functools
 import logging
 import socket
@@ -74,9 +75,35 @@ def callback_headers(
     return headers
 
 
+# Name lookups block a thread each, and a receiver's name server may never answer: they get a
+# pool of their own (the event loop's default pool also serves the database driver), at most
+# two lookups of one name run at once, and answers are kept a little while.
+_DNS_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="dns")
+_DNS_PER_NAME = 2
+_DNS_TTL_S = 30.0
+_dns_cache: dict[tuple[str, int], tuple[float, list[str]]] = {}
+_dns_slots: dict[str, asyncio.Semaphore] = {}
+
+
 async def resolve_host(host: str, port: int) -> list[str]:
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return [str(info[4][0]) for info in infos]
+    key = (host, port)
+    hit = _dns_cache.get(key)
+    if hit is not None and time.monotonic() - hit[0] < _DNS_TTL_S:
+        return hit[1]
+    slots = _dns_slots.setdefault(host, asyncio.Semaphore(_DNS_PER_NAME))
+    async with slots:
+        loop = asyncio.get_running_loop()
+        infos = await loop.run_in_executor(
+            _DNS_POOL, functools.partial(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+        )
+    found = [str(info[4][0]) for info in infos]
+    if len(_dns_cache) > 10_000:
+        _dns_cache.clear()
+    _dns_cache[key] = (time.monotonic(), found)
+    if len(_dns_slots) > 10_000:  # forget the names nobody is looking up now
+        for name in [n for n, s in _dns_slots.items() if not s.locked()]:
+            del _dns_slots[name]
+    return found
 
 
 class _GuardedBackend(httpcore.AsyncNetworkBackend):
@@ -220,6 +247,7 @@ class CallbackCourier:
             shard=self._shard,
             per_distributor=self._per_distributor,
             limit=self._batch,
+            excluding=list(self._in_flight),
         )
         by_order: dict[str, list[OutboxMessage]] = {}
         for m in due:

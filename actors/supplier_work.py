@@ -168,10 +168,21 @@ class SupplierWorker:
         and is asked about again next round; one that can never apply is refused, with its
         reason, and logged."""
         refund_seq, delivery_seq = await self._work.feed_cursor(self.supplier_id)
-        refunds = await self._service.supplier_refunds(refund_seq)
-        await self._keep(Feed.REFUND, refunds, _refund_payload)
-        deliveries = await self._service.delivery_updates(delivery_seq)
-        await self._keep(Feed.DELIVERY, deliveries, _delivery_payload)
+        # Each feed on its own: one the platform cannot store this round (the database is
+        # down, or the supplier sent an event it refuses) holds back neither the other feed
+        # nor the events already kept.
+        for feed, read, payload in (
+            (Feed.REFUND, lambda: self._service.supplier_refunds(refund_seq), _refund_payload),
+            (
+                Feed.DELIVERY,
+                lambda: self._service.delivery_updates(delivery_seq),
+                _delivery_payload,
+            ),
+        ):
+            try:
+                await self._keep(feed, await read(), payload)
+            except Exception:
+                log.exception("the %s feed of %s could not be kept", feed, self.supplier_id)
         by_order: dict[str, list[FeedEvent]] = {}
         for ev in await self._work.pending_feed_events(self.supplier_id):
             by_order.setdefault(ev.order_id, []).append(ev)
@@ -189,7 +200,14 @@ class SupplierWorker:
     ) -> None:
         if read.outcome is not Outcome.DONE or not read.value:
             return  # the feed could not be read: next round
-        events = [FeedEventIn(ev.seq, ev.order_id, payload(ev)) for ev in read.value]
+        # A sequence number the database cannot hold ends what this read can keep; the
+        # cursor stops before it (the supplier's feed is at fault, and it is logged).
+        events: list[FeedEventIn] = []
+        for ev in read.value:
+            if not isinstance(ev.seq, int) or not 0 < ev.seq < 2**63:
+                log.warning("%s feed of %s: sequence %r refused", feed, self.supplier_id, ev.seq)
+                break
+            events.append(FeedEventIn(ev.seq, ev.order_id, payload(ev)))
         await self._work.store_feed_events(self.supplier_id, feed, events, self._clock())
 
     async def _apply_in_turn(self, events: Sequence[FeedEvent]) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, insert
+from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -37,14 +37,14 @@ class DbNonceStore:
             raise NonceStoreUnavailable(str(exc)) from exc
         return True
 
-    async def release(self, key_id: str, nonce: str) -> None:
-        """Forget a nonce claimed by a request that was then refused (the client may send the
-        same request again)."""
+    async def seen(self, key_id: str, nonce: str, *, now: datetime) -> bool:
+        """Whether this key used the nonce within its retention (a read, no write)."""
+        q = select(nonces.c.nonce).where(
+            nonces.c.key_id == key_id, nonces.c.nonce == nonce, nonces.c.expires_at > now
+        )
         try:
-            async with self._engine.begin() as conn:
-                await conn.execute(
-                    delete(nonces).where(nonces.c.key_id == key_id, nonces.c.nonce == nonce)
-                )
+            async with self._engine.connect() as conn:
+                return (await conn.execute(q)).first() is not None
         except (OperationalError, OSError) as exc:
             raise NonceStoreUnavailable(str(exc)) from exc
 

@@ -262,12 +262,14 @@ class WorkRepository:
         shard: tuple[int, int] = (0, 1),
         per_distributor: int = 20,
         limit: int = 500,
+        excluding: Sequence[str] = (),
     ) -> list[OutboxMessage]:
         """The messages due for courier `shard` = (index, count): those whose row's shard is
         index modulo count, ordered by due time. An order's messages come oldest first, and
         only while all of them before are due (a message backing off holds back the order's
         later ones). Each distributor gets at most `per_distributor` orders' messages (rows
-        without a distributor count as one), so a backlog of one cannot fill the round."""
+        without a distributor count as one), so a backlog of one cannot fill the round. The
+        orders in `excluding` (being delivered now) are left out before the limit."""
         index, count = shard
         c = outbox.c
         pending = select(
@@ -281,6 +283,8 @@ class WorkRepository:
             .over(partition_by=c.order_id, order_by=c.id)
             .label("head_at"),
         ).where(c.status == _PENDING)
+        if excluding:
+            pending = pending.where(c.order_id.not_in(list(excluding)))
         if count > 1:
             pending = pending.where(c.shard % count == index)
         p = pending.subquery()

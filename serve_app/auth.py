@@ -22,7 +22,7 @@ from persistence.redis_store import RateLimiter, RateLimiterUnavailable, Verdict
 
 class NonceStore(Protocol):
     async def claim(self, key_id: str, nonce: str, *, now: datetime, ttl: timedelta) -> bool: ...
-    async def release(self, key_id: str, nonce: str) -> None: ...
+    async def seen(self, key_id: str, nonce: str, *, now: datetime) -> bool: ...
 
 
 class Admission(Protocol):
@@ -60,15 +60,18 @@ class SeparateAdmission:
         nonce_ttl: timedelta,
         rate_key: str | None = None,
     ) -> Verdict:
+        # A replay is told by a read (it spends nobody's budget); a request the limit refuses
+        # writes nothing (an embedded database is not a place to count refusals in).
         at = datetime.fromtimestamp(now, UTC)
-        if nonce is not None and not await self._nonces.claim(key, nonce, now=at, ttl=nonce_ttl):
-            return Verdict(True, 0, False)  # a replay: it spends nobody's rate budget
+        if nonce is not None and await self._nonces.seen(key, nonce, now=at):
+            return Verdict(True, 0, False)
         decision = await self._limiter.hit(rate_key or key, limit_per_s, now=now)
         if not decision.allowed:
-            if nonce is not None:
-                await self._nonces.release(key, nonce)  # the client may send it again as it is
             return Verdict(False, decision.retry_after_s, False)
-        return Verdict(True, 0, nonce is not None)
+        if nonce is None:
+            return Verdict(True, 0, False)
+        fresh = await self._nonces.claim(key, nonce, now=at, ttl=nonce_ttl)
+        return Verdict(True, 0, fresh)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 
 from serve_app.errors import ApiError
 
@@ -21,9 +21,10 @@ def decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         at, row_id = json.loads(raw)
         parsed = datetime.fromisoformat(at)
-        if parsed.tzinfo is None or not isinstance(row_id, str):
+        if parsed.tzinfo is None or not isinstance(row_id, str) or len(row_id) > 100:
             raise ValueError("bad cursor")
-    except (ValueError, TypeError) as exc:
+        parsed.astimezone(UTC)
+    except (ValueError, TypeError, OverflowError) as exc:
         raise ApiError(422, "invalid_request", "cursor: not a cursor this API issued") from exc
     return parsed, row_id
 
@@ -46,4 +47,8 @@ def parse_time(name: str, value: str | None) -> datetime | None:
         raise ApiError(422, "invalid_request", f"{name}: not an RFC 3339 time") from exc
     if parsed.tzinfo is None:
         raise ApiError(422, "invalid_request", f"{name}: needs a UTC offset")
+    try:
+        parsed.astimezone(UTC)
+    except OverflowError as exc:  # (year 1 or 9999 with an offset)
+        raise ApiError(422, "invalid_request", f"{name}: out of range") from exc
     return parsed

@@ -13,7 +13,10 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from domain.ids import stable_shard
 from persistence.types import UtcDateTime
+
+COURIER_SHARDS = 256  # as domain.callbacks.COURIER_SHARDS when this migration was written
 
 revision: str = "0005"
 down_revision: str | None = "0004"
@@ -33,6 +36,34 @@ def upgrade() -> None:
             "ix_outbox_shard_due", ["status", "shard", "next_attempt_at"], unique=False
         )
         batch_op.create_index("ix_outbox_order", ["order_id", "id"], unique=False)
+    # Rows written before: each takes its order's shard and distributor, so that an order's
+    # old and new messages share one courier (and one place in line).
+    conn = op.get_bind()
+    owners = conn.execute(
+        sa.text(
+            "SELECT DISTINCT outbox.order_id, orders.distributor_id FROM outbox "
+            "JOIN orders ON orders.id = outbox.order_id"
+        )
+    ).all()
+    for order_id, distributor_id in owners:
+        conn.execute(
+            sa.text(
+                "UPDATE outbox SET shard = :shard, distributor_id = :dist WHERE order_id = :id"
+            ),
+            {
+                "shard": stable_shard(order_id, COURIER_SHARDS),
+                "dist": distributor_id,
+                "id": order_id,
+            },
+        )
+    # A currency a supplier sent in lower case (which the platform now reads as its ISO code)
+    # is stored in upper case wherever it was stored before.
+    for table in ("tiers", "orders", "flows"):
+        conn.execute(
+            sa.text(
+                f"UPDATE {table} SET currency = UPPER(currency) WHERE currency <> UPPER(currency)"
+            )
+        )
     # Events from a supplier's feeds, kept until they apply to their order (or are refused).
     op.create_table(
         "supplier_events",
