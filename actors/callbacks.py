@@ -51,6 +51,9 @@ from persistence.work import OutboxMessage, WorkRepository
 log = logging.getLogger(__name__)
 
 PLATFORM_KEY_ID = "platform"
+# A message being sent is not due again before its deadline and this margin have passed (if
+# the courier dies mid-send, the message is sent again then: callbacks are at least once).
+LEASE_MARGIN_S = 5.0
 ANSWER_LIMIT = 64 * 1024  # bytes of an answer read; the rest is not waited for
 # Resolves a host name and port to IP addresses (strings).
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -293,6 +296,10 @@ class CallbackCourier:
         return delivered
 
     async def _deliver(self, m: OutboxMessage) -> bool:
+        leased_at = datetime.now(UTC)
+        lease = leased_at + timedelta(seconds=self._deadline + LEASE_MARGIN_S)
+        if not await self._work.lease_callback(m, leased_at, lease):
+            return False  # taken by another round (or decided): its later messages wait
         try:
             async with asyncio.timeout(self._deadline):
                 status = await self._post(m)

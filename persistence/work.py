@@ -307,6 +307,19 @@ class WorkRepository:
         async with self._engine.connect() as conn:
             return [OutboxMessage(*r) for r in (await conn.execute(q)).all()]
 
+    async def lease_callback(self, message: OutboxMessage, now: datetime, until: datetime) -> bool:
+        """Take `message` for one attempt: it is not due again before `until` (the attempt's
+        deadline and a margin), so no other round or courier sends it meanwhile. False when
+        the message is no longer pending and due at this attempt (someone else took it, or
+        it was decided)."""
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                update(outbox)
+                .where(*_current_attempt(message), outbox.c.next_attempt_at <= now)
+                .values(next_attempt_at=until)
+            )
+        return result.rowcount == 1
+
     async def callback_delivered(self, message: OutboxMessage, now: datetime) -> None:
         """The receiver accepted `message` (the outcome of its attempt number
         `message.attempts`; an outcome of an attempt that is no longer current is ignored)."""

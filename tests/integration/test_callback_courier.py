@@ -511,3 +511,31 @@ async def test_each_distributor_gets_its_share_of_a_round(
         backlog[0].id,
         backlog[0].id,
     ]
+
+
+async def test_two_couriers_of_one_shard_at_once_send_each_message_once(
+    engine: AsyncEngine,
+    parties: tuple[Orders, str, str, str],
+    receivers: Callable[..., Awaitable[Receiver]],
+) -> None:
+    """Rounds that overlap (a courier restarted while the old one still sends, or an ops
+    `deliver_callbacks_now` beside the loop) take each message by a lease before sending it:
+    every message arrives exactly once, and an order's in order."""
+    orders, sup, dist, good = parties
+    fine = await receivers("ok")
+    placed = [await orders.locked(d, sup, fine.url + "/cb") for d in [dist, good] * 15]
+    for o in placed[:10]:
+        await orders.fixed(o)  # two more messages each: LOCKED, FIXING, FIXED
+    work = WorkRepository(engine)
+    couriers = [CallbackCourier(work, settings(), shard=(0, 1)) for _ in range(3)]
+    try:
+        for _ in range(4):
+            await asyncio.gather(*(one_round(c) for c in couriers))
+    finally:
+        for c in couriers:
+            await c.aclose()
+    sent = [(b["order_id"], b["status"]) for _, b in fine.arrivals]
+    assert len(sent) == len(set(sent)) == 30 + 2 * 10  # each message once
+    for o in placed[:10]:
+        assert [s for oid, s in sent if oid == o.id] == ["LOCKED", "FIXING", "FIXED"]
+    assert {r["status"] for r in await rows(engine)} == {"delivered"}
