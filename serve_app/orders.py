@@ -17,7 +17,7 @@ from domain.callback_urls import CallbackUrlRefused, check_callback_url
 from domain.grants import any_grant_covers
 from domain.ids import order_id_for
 from domain.order import DeliveryMethod, request_fingerprint
-from domain.replies import OrderReply
+from domain.replies import OrderReply, Verdict
 from domain.status import OrderStatus
 from domain.tier_rules import check_tier
 from serve_app.deps import DistributorCaller, ours, read_body, state_of
@@ -73,11 +73,12 @@ async def create_order(request: Request, caller: DistributorCaller) -> JSONRespo
     )
     if tier is None or terms is None or not terms.accepted:
         raise ApiError(404, "not_found", "no such session and tier")
+    refusal: ApiError | None = None
     grants = await state.accounts.grants_of(caller.distributor_id)
     if not any_grant_covers(grants, tier.item, state.now()):
-        raise ApiError(403, "forbidden", "no live grant covers this session")
-    if tier.show_status != "online" or tier.session_status != "online":
-        raise ApiError(409, "not_on_sale", "this session is not on sale")
+        refusal = ApiError(403, "forbidden", "no live grant covers this session")
+    elif tier.show_status != "online" or tier.session_status != "online":
+        refusal = ApiError(409, "not_on_sale", "this session is not on sale")
     ttl = state.settings.lock_ttl_seconds
     cmd = CreateOrder(
         order_id=order_id_for(caller.distributor_id, body.distributor_order_id),
@@ -100,7 +101,14 @@ async def create_order(request: Request, caller: DistributorCaller) -> JSONRespo
         request_hash=request_fingerprint(body.fingerprint_fields()),
         lock_seconds=min(body.lock_seconds or ttl, ttl),
     )
-    return reply_response(await state.hosts.for_order(cmd.order_id).create(cmd), state)
+    host = state.hosts.for_order(cmd.order_id)
+    if refusal is not None:
+        # A repeat of a create that was made while it was allowed answers as every repeat
+        # does (the order, or idempotency_conflict for another body); only a new one is refused.
+        known = await host.get(cmd.order_id, caller.distributor_id)
+        if known.verdict is Verdict.NOT_FOUND:
+            raise refusal
+    return reply_response(await host.create(cmd), state)
 
 
 @v1.get("/orders")

@@ -303,3 +303,28 @@ async def test_catalog_reads_show_the_world(world: World, client_a: AsyncSignedC
     assert r.status_code == 200
     tiers = {t["id"]: t for s in r.json()["sessions"] for t in s["tiers"]}
     assert tiers[world.big_tier_id]["price"] == 36000
+
+
+async def test_a_repeated_create_answers_the_order_after_its_grant_lapsed(
+    world: World, admin_client: AsyncSignedClient, client_a: AsyncSignedClient
+) -> None:
+    body = world.order_body("lapse-1")
+    first = await client_a.request("POST", "/v1/orders", body)
+    assert first.status_code == 201
+    grants = await admin_client.request(
+        "GET", f"/admin/v1/distributors/{world.a.distributor_id}/grants"
+    )
+    for g in grants.json()["items"]:
+        r = await admin_client.request("DELETE", f"/admin/v1/grants/{g['id']}")
+        assert r.status_code == 200
+    again = await client_a.request("POST", "/v1/orders", body)
+    assert again.status_code == 200
+    assert again.json()["id"] == first.json()["id"]
+    other_body = await client_a.request(
+        "POST", "/v1/orders", world.order_body("lapse-1", quantity=1)
+    )
+    assert other_body.status_code == 409
+    assert other_body.json()["error"]["code"] == "idempotency_conflict"
+    new = await client_a.request("POST", "/v1/orders", world.order_body("lapse-2"))
+    assert new.status_code == 403
+    assert new.json()["error"]["code"] == "forbidden"

@@ -1,5 +1,6 @@
 """Rate limits a replay cannot spend, and that more keys do not multiply: the nonce is checked
-before a request counts, and a distributor's limit covers all its keys."""
+before a request counts, and a distributor's limit covers all its keys. (And the admin
+changes to a distributor's limits and keys that take only what makes sense.)"""
 
 from __future__ import annotations
 
