@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from actors.startup import scale_supplier
 from domain.grants import GrantScope
@@ -15,13 +15,13 @@ from domain.order import IssuedTicket
 from domain.status import OrderStatus
 from persistence.accounts import DISTRIBUTOR
 from serve_app.deps import AdminCaller, ours, read_body, state_of
-from serve_app.errors import ApiError, error_response
+from serve_app.errors import ApiError, describe_validation, error_response
 from serve_app.paging import decode_cursor, encode_cursor, parse_limit
 from serve_app.replies import reply_response
 from serve_app.responses import JSONResponse
 from serve_app.schemas import Body
 from serve_app.views import order_view, ts
-from suppliers.registry import build_gateway
+from suppliers.registry import gateway_config
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/admin/v1")
@@ -203,9 +203,11 @@ async def create_supplier(request: Request, _caller: AdminCaller) -> JSONRespons
     state = state_of(request)
     body = await read_body(request, SupplierBody)
     try:
-        build_gateway(body.gateway, body.config)  # refuses unknown kinds and bad configs
-    except (ValueError, KeyError, TypeError) as exc:
-        return error_response(422, "invalid_request", f"gateway/config: {exc}")
+        gateway_config(body.gateway, body.config)  # the kind's typed model, with its ranges
+    except ValidationError as exc:
+        return error_response(422, "invalid_request", f"config.{describe_validation(exc)}")
+    except ValueError as exc:
+        return error_response(422, "invalid_request", f"gateway: {exc}")
     supplier = await state.catalog.create_supplier(
         body.name, body.gateway, body.config, state.now()
     )

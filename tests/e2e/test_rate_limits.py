@@ -92,3 +92,25 @@ async def test_an_empty_patch_changes_nothing_and_past_expiry_is_refused(
     )
     assert r.status_code == 422
     assert "expires_at" in r.json()["error"]["message"]
+
+
+async def test_a_supplier_config_with_nonsense_is_refused_by_name(
+    world: World, admin_client: AsyncSignedClient
+) -> None:
+    for config, field in [
+        ({"base_url": "http://127.0.0.1:1", "max_connections": 0}, "max_connections"),
+        ({"base_url": "http://127.0.0.1:1", "timeout_s": -0.9}, "timeout_s"),
+        ({"base_url": "http://127.0.0.1:1", "timout_s": 1}, "timout_s"),
+    ]:
+        r = await admin_client.request(
+            "POST", "/admin/v1/suppliers", {"name": "bad", "gateway": "sandbox", "config": config}
+        )
+        assert r.status_code == 422, r.text
+        assert r.json()["error"]["code"] == "invalid_request"
+        assert f"config.{field}" in r.json()["error"]["message"]
+    raw = (
+        b'{"name": "bad", "gateway": "sandbox", "config": '
+        b'{"base_url": "http://127.0.0.1:1", "max_connections": 1e400}}'
+    )
+    r = await admin_client.request("POST", "/admin/v1/suppliers", raw)
+    assert r.status_code == 422, r.text
