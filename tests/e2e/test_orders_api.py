@@ -306,25 +306,35 @@ async def test_catalog_reads_show_the_world(world: World, client_a: AsyncSignedC
 
 
 async def test_a_repeated_create_answers_the_order_after_its_grant_lapsed(
-    world: World, admin_client: AsyncSignedClient, client_a: AsyncSignedClient
+    world: World, admin_client: AsyncSignedClient
 ) -> None:
-    body = world.order_body("lapse-1")
-    first = await client_a.request("POST", "/v1/orders", body)
-    assert first.status_code == 201
-    grants = await admin_client.request(
-        "GET", f"/admin/v1/distributors/{world.a.distributor_id}/grants"
+    """(A distributor of its own: the world's are shared by every e2e test.)"""
+    r = await admin_client.request("POST", "/admin/v1/distributors", {"name": "lapsing"})
+    dist_id = r.json()["id"]
+    key = (
+        await admin_client.request(
+            "POST", f"/admin/v1/distributors/{dist_id}/keys", {"type": "hmac"}
+        )
+    ).json()
+    grant = await admin_client.request(
+        "POST", f"/admin/v1/distributors/{dist_id}/grants", {"scope": "all"}
     )
-    for g in grants.json()["items"]:
-        r = await admin_client.request("DELETE", f"/admin/v1/grants/{g['id']}")
+    assert grant.status_code == 201
+    client = AsyncSignedClient(world.base_url, Credentials(key["key_id"], secret=key["secret"]))
+    try:
+        body = world.order_body("lapse-1")
+        first = await client.request("POST", "/v1/orders", body)
+        assert first.status_code == 201
+        r = await admin_client.request("DELETE", f"/admin/v1/grants/{grant.json()['id']}")
         assert r.status_code == 200
-    again = await client_a.request("POST", "/v1/orders", body)
-    assert again.status_code == 200
-    assert again.json()["id"] == first.json()["id"]
-    other_body = await client_a.request(
-        "POST", "/v1/orders", world.order_body("lapse-1", quantity=1)
-    )
-    assert other_body.status_code == 409
-    assert other_body.json()["error"]["code"] == "idempotency_conflict"
-    new = await client_a.request("POST", "/v1/orders", world.order_body("lapse-2"))
-    assert new.status_code == 403
-    assert new.json()["error"]["code"] == "forbidden"
+        again = await client.request("POST", "/v1/orders", body)
+        assert again.status_code == 200
+        assert again.json()["id"] == first.json()["id"]
+        other = await client.request("POST", "/v1/orders", world.order_body("lapse-1", quantity=1))
+        assert other.status_code == 409
+        assert other.json()["error"]["code"] == "idempotency_conflict"
+        new = await client.request("POST", "/v1/orders", world.order_body("lapse-2"))
+        assert new.status_code == 403
+        assert new.json()["error"]["code"] == "forbidden"
+    finally:
+        await client.aclose()
