@@ -79,19 +79,25 @@ def _refuse(route: RouteContext, why: str) -> NotServable:
     return NotServable(f"hot route {sorted(route.methods or ())} {route.path}: {why}")
 
 
-def _request_only(d: Dependant) -> bool:
-    return not (
-        d.path_params
-        or d.query_params
-        or d.header_params
-        or d.cookie_params
-        or d.body_params
-        or d.dependencies
-        or d.websocket_param_name
+def _reads_request_data(d: Dependant) -> bool:
+    """Whether `d` takes query, header, cookie or body parameters (FastAPI would parse them)."""
+    return bool(d.query_params or d.header_params or d.cookie_params or d.body_params)
+
+
+def _takes_fastapi_objects(d: Dependant) -> bool:
+    """Whether `d` takes a parameter only FastAPI can supply (a websocket, a response, ...)."""
+    return bool(
+        d.websocket_param_name
         or d.http_connection_param_name
         or d.response_param_name
         or d.background_tasks_param_name
         or d.security_scopes_param_name
+    )
+
+
+def _request_only(d: Dependant) -> bool:
+    return not (
+        d.path_params or d.dependencies or _reads_request_data(d) or _takes_fastapi_objects(d)
     )
 
 
@@ -100,15 +106,9 @@ def hot_route(route: RouteContext) -> HotRoute:
     d: Dependant = route.dependant
     if not inspect.iscoroutinefunction(route.endpoint):
         raise _refuse(route, "the endpoint is not a coroutine function")
-    if d.query_params or d.header_params or d.cookie_params or d.body_params:
+    if _reads_request_data(d):
         raise _refuse(route, "it takes query, header, cookie or body parameters")
-    if (
-        d.websocket_param_name
-        or d.http_connection_param_name
-        or d.response_param_name
-        or d.background_tasks_param_name
-        or d.security_scopes_param_name
-    ):
+    if _takes_fastapi_objects(d):
         raise _refuse(route, "it takes a parameter only FastAPI can supply")
     deps: list[tuple[str, Callable[[Request], Awaitable[Any]]]] = []
     for sub in d.dependencies:

@@ -39,6 +39,9 @@ class PlatformState:
         self.platform = platform_config(settings)
         self.hosts = OrderHosts(self.platform)
         self._settlement: SettlementCalls | None = None
+        # Replica 0 of each supplier's actor, found once: it is never retired, and Ray
+        # restarts it under the same handle (suppliers are never deleted).
+        self._supplier_actors: dict[str, SupplierActorCalls] = {}
         self.tz = ZoneInfo(settings.timezone)
         self.engine = make_engine(settings.resolved_database_url(), pool_size=settings.db_pool_size)
         self.accounts = CachingAccountRepository(
@@ -81,10 +84,14 @@ class PlatformState:
     async def supplier_actor(self, supplier_id: str) -> SupplierActorCalls | None:
         """The supplier's (first replica's) actor, started if it is not running; None for
         an unknown supplier."""
+        known = self._supplier_actors.get(supplier_id)
+        if known is not None:
+            return known
         supplier = await self.catalog.get_supplier(supplier_id)
         if supplier is None:
             return None
-        return supplier_actor(self.platform, supplier)
+        actor = self._supplier_actors[supplier_id] = supplier_actor(self.platform, supplier)
+        return actor
 
     @property
     def settlement(self) -> SettlementCalls:

@@ -10,8 +10,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from domain.flows import flows_for, flows_implied
-from domain.order import DeliveryMethod, IssuedTicket, Order, SupplierRefund
+from domain.order import IssuedTicket, Order, SupplierRefund
 from domain.status import ORDER_AT_REST, ORDER_TRANSITIONS, OrderStatus
+from tests.unit.test_order import make_order
 
 T0 = datetime(2026, 11, 25, 15, 50, tzinfo=UTC)  # near midnight in Asia/Shanghai
 TICKETS = (IssuedTicket("C-1"),)
@@ -28,23 +29,7 @@ def paths(status: OrderStatus = OrderStatus.NEW) -> Iterator[list[OrderStatus]]:
 
 
 def new_order() -> Order:
-    order = Order(
-        id="ord_1",
-        distributor_id="dst_a",
-        distributor_order_id="A-1",
-        supplier_id="sup_a",
-        session_id="s",
-        tier_id="t",
-        quantity=3,
-        unit_price=38000,
-        settlement_price=35000,
-        face_value=40000,
-        currency="CNY",
-        delivery_method=DeliveryMethod.ETICKET,
-        request_hash="h" * 64,
-        created_at=T0,
-        updated_at=T0,
-    )
+    order = make_order(quantity=3, created_at=T0, updated_at=T0)
     order.begin(T0)
     return order
 
