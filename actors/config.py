@@ -32,8 +32,14 @@ class SupplierSettings:
     tick_seconds: float = 1.0  # negotiations, releases, feeds
     breaker_failures: int = 5
     breaker_cooldown_seconds: float = 5.0
-    catalog_sync_seconds: float = 60.0
-    db_pool_size: int = 4
+    catalog_sync_seconds: float = 60.0  # an active supplier's catalog pulls
+    db_pool_size: int = 4  # per supplier host, however many suppliers it hosts
+    # The pool (actors/supplier_actor.py): suppliers without dedicated replicas share these
+    # many host processes; a supplier's actor there is activated on use.
+    pool_hosts: int = 2
+    idle_seconds: float = 120.0  # a supplier's actor unused this long is passivated
+    idle_feed_seconds: float = 30.0  # an inactive supplier's feeds, if it has issued orders
+    idle_sync_seconds: float = 900.0  # an inactive supplier's catalog pulls
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +66,23 @@ class PlatformConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SupplierHostConfig:
+    """One supplier host: pool host `pool_index` (of `suppliers.pool_hosts`), or the
+    dedicated host of replica `replica` of supplier `supplier_id`."""
+
+    platform: PlatformConfig
+    pool_index: int | None = None
+    supplier_id: str | None = None
+    replica: int = 0
+
+    @property
+    def settings(self) -> SupplierSettings:
+        return self.platform.suppliers
+
+
+@dataclass(frozen=True, slots=True)
 class SupplierActorConfig:
-    """One replica of one supplier's actor."""
+    """One supplier's actor (one replica of it), as its host runs it."""
 
     platform: PlatformConfig
     supplier_id: str

@@ -1,18 +1,25 @@
-"""How an order's actor reaches its supplier: a directory from supplier id to the replica of
-that supplier's actor serving the order, started on first use with the configuration every
-process derives from the one `PlatformConfig`."""
+"""How an order's actor reaches its supplier: a directory from supplier id to the supplier's
+actor serving the order (in the pool, or the order's replica of a scaled supplier), its host
+started on first use with the configuration every process derives from the one
+`PlatformConfig`."""
 
 from __future__ import annotations
 
 import time
 from typing import Any, Protocol
 
-from actors.config import PlatformConfig, SupplierActorConfig
-from actors.interfaces import SupplierActorCalls, SupplierCalls
-from actors.remote import ActorRole, typed
-from actors.routing import supplier_actor_name, supplier_replica
+from actors.config import PlatformConfig, SupplierHostConfig
+from actors.interfaces import SupplierActorCalls, SupplierCalls, SupplierHostCalls
+from actors.remote import ActorRole, bound, typed
+from actors.routing import (
+    pool_index,
+    pooled,
+    supplier_actor_name,
+    supplier_pool_host_name,
+    supplier_replica,
+)
 from actors.runtime import named_actor
-from actors.supplier_actor import SupplierActorRemote
+from actors.supplier_actor import SupplierHostRemote
 from persistence.catalog import CatalogRepository, Supplier
 
 
@@ -26,24 +33,39 @@ class UnknownSupplier(LookupError):
     pass
 
 
+def pool_host(platform: PlatformConfig, index: int) -> SupplierHostCalls:
+    """Pool host `index`, started if this is the first caller anywhere."""
+    return typed(_pool_handle(platform, index), SupplierHostCalls, ActorRole.SUPPLIER)
+
+
+def _pool_handle(platform: PlatformConfig, index: int) -> Any:
+    return named_actor(
+        SupplierHostRemote,
+        supplier_pool_host_name(platform.instance, index),
+        platform.namespace,
+        max_concurrency=10_000,
+    ).remote(SupplierHostConfig(platform.without_signing_key(), pool_index=index))
+
+
 def supplier_actor(
     platform: PlatformConfig, supplier: Supplier, replica: int = 0
 ) -> SupplierActorCalls:
-    """A supplier replica's actor, started if this is the first caller anywhere."""
-    config = SupplierActorConfig(
-        platform.without_signing_key(),
-        supplier.id,
-        supplier.gateway,
-        dict(supplier.config),
-        replica,
-    )
-    handle: Any = named_actor(
-        SupplierActorRemote,
-        supplier_actor_name(platform.instance, supplier.id, replica),
-        platform.namespace,
-        max_concurrency=1000,
-    ).remote(config)
-    return typed(handle, SupplierActorCalls, ActorRole.SUPPLIER)
+    """A supplier's actor, its host started if this is the first caller anywhere: in the
+    pool for a supplier with one replica, else replica `replica`'s dedicated host."""
+    if pooled(supplier.replicas):
+        handle = _pool_handle(platform, pool_index(supplier.id, platform.suppliers.pool_hosts))
+    else:
+        handle = named_actor(
+            SupplierHostRemote,
+            supplier_actor_name(platform.instance, supplier.id, replica),
+            platform.namespace,
+            max_concurrency=1000,
+        ).remote(
+            SupplierHostConfig(
+                platform.without_signing_key(), supplier_id=supplier.id, replica=replica
+            )
+        )
+    return bound(handle, supplier.id, SupplierActorCalls, ActorRole.SUPPLIER)
 
 
 class RaySupplierDirectory:
@@ -68,9 +90,8 @@ class RaySupplierDirectory:
             known = self._suppliers[supplier_id] = (now, found)
         supplier = known[1]
         replica = supplier_replica(order_id, supplier.replicas)
-        actor = self._actors.get((supplier_id, replica))
+        key = (supplier_id, -1 if pooled(supplier.replicas) else replica)
+        actor = self._actors.get(key)
         if actor is None:
-            actor = self._actors[(supplier_id, replica)] = supplier_actor(
-                self._platform, supplier, replica
-            )
+            actor = self._actors[key] = supplier_actor(self._platform, supplier, replica)
         return actor

@@ -54,20 +54,22 @@ def _task_cause(exc: RayTaskError) -> BaseException:
 
 
 class _Proxy:
-    def __init__(self, handle: Any, role: ActorRole) -> None:
+    def __init__(self, handle: Any, role: ActorRole, first: tuple[Any, ...] = ()) -> None:
         self._handle = handle
         self._role = role
+        self._first = first  # arguments put before every call's own
 
     def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
         if name.startswith("_"):
             raise AttributeError(name)
         method = getattr(self._handle, name)
         role = self._role
+        first = self._first
 
         def call(*args: Any, **kwargs: Any) -> Awaitable[Any]:
             # Sent now, as `.remote()` sends it; what comes back is awaited (and classified)
             # by whoever awaits the result.
-            return answer(method.remote(*args, **kwargs))
+            return answer(method.remote(*first, *args, **kwargs))
 
         async def answer(ref: Any) -> Any:
             try:
@@ -86,7 +88,7 @@ class _Proxy:
         return call
 
     def __repr__(self) -> str:
-        return f"typed({self._handle!r}, {self._role})"
+        return f"typed({self._handle!r}, {self._role}, first={self._first!r})"
 
 
 def typed(handle: Any, api: type[P], role: ActorRole) -> P:
@@ -94,3 +96,12 @@ def typed(handle: Any, api: type[P], role: ActorRole) -> P:
     to the actor and awaits its answer."""
     del api  # only for the type
     return cast(P, _Proxy(handle, role))
+
+
+def bound(handle: Any, key: str, api: type[P], role: ActorRole) -> P:
+    """`handle`, an actor hosting many keyed actors (whose every call takes the key first),
+    seen as the one actor of `key` (`api`: that actor's protocol). The host's protocol
+    declares the same calls with the key first; `tests/unit/test_actor_protocols.py` checks
+    that the two agree."""
+    del api  # only for the type
+    return cast(P, _Proxy(handle, role, (key,)))

@@ -1,5 +1,22 @@
-"""The Ray home of one supplier replica: its `SupplierService` (every call to the supplier)
-and the background work of `actors.supplier_work` (negotiations, releases, feeds, catalog).
+"""Supplier actors, hosted like orders.
+
+A supplier's actor (`SupplierActor`: its `SupplierService`, through which every call to the
+supplier goes, and its `SupplierWorker`, the background work of negotiations, releases, feeds
+and catalog) is a plain object living in a `SupplierHost`, a Ray actor process:
+
+- **The pool.** Every supplier with one replica lives in pool host
+  `pool_index(supplier_id, pool_hosts)`, one of a few processes (`suppliers.pool_hosts`,
+  default 2) that host all such suppliers: an actor is activated on its first call and
+  passivated after `idle_seconds` unused. A pool host's background work costs the same however
+  many suppliers it hosts: each tick it asks the database once for the due negotiations and
+  releases of every pooled supplier (and activates the suppliers that have some); it reads the
+  feeds of the suppliers in use each tick, and of idle ones only when they have orders a feed
+  event can still change (every `idle_feed_seconds`); it pulls catalogs every
+  `catalog_sync_seconds` for suppliers in use and every `idle_sync_seconds` for idle ones. One
+  database pool per host, however many suppliers.
+- **Dedicated replicas.** Ops who scale a busy supplier to n > 1 replicas give it n hosts of
+  its own, one replica each; each polls and releases for its share of the orders, replica 0
+  reads the feeds and the catalog.
 
 Calls are not retried by Ray after a crash (max_task_retries=0): a lock or an issue whose
 outcome is unknown is decided by the order's own logic, never re-sent blindly.
@@ -8,32 +25,62 @@ outcome is unknown is decided by the order's own logic, never re-sent blindly.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
-from collections.abc import Awaitable, Callable
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import ray
 from sqlalchemy.engine import make_url
 
-from actors.config import SupplierActorConfig
-from actors.interfaces import SessionStock, SupplierActorCalls, SupplierStats
-from actors.routing import OrderHosts, supplier_replica
+from actors.config import SupplierActorConfig, SupplierHostConfig
+from actors.interfaces import SessionStock, SupplierActorCalls, SupplierHostCalls, SupplierStats
+from actors.routing import OrderHosts, pool_index, pooled, supplier_replica
 from actors.runtime import every
 from actors.supplier_service import SupplierService
 from actors.supplier_work import SupplierWorker
 from domain.circuit import CircuitBreaker
 from domain.negotiation import PollingPolicy
-from persistence.catalog import CatalogRepository
+from persistence.catalog import RETIRED, CatalogRepository, Supplier, SupplierPlacement
 from persistence.db import make_engine
-from persistence.work import WorkRepository
+from persistence.work import Negotiation, PendingRelease, WorkRepository
+from suppliers.gateway import (
+    CallResult,
+    Catalog,
+    DeliveryUpdateEvent,
+    IssueInfo,
+    LockInfo,
+    RefundInfo,
+    SupplierRefundEvent,
+)
 from suppliers.registry import build_gateway
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_NEVER = float("-inf")
+
+
+class NotHostedHere(LookupError):
+    """A call for a supplier this host does not (or cannot) host."""
 
 
 class SupplierActor(SupplierService):
-    """One replica of a supplier's actor (`SupplierActorCalls`)."""
+    """One supplier's actor (one replica of it), inside its host."""
 
-    async def __init__(self, config: SupplierActorConfig) -> None:  # type: ignore[misc]
+    def __init__(
+        self,
+        config: SupplierActorConfig,
+        replicas: int,
+        *,
+        work: WorkRepository,
+        catalog: CatalogRepository,
+        router: OrderHosts,
+    ) -> None:
         settings = config.settings
         super().__init__(
             config.supplier_id,
@@ -41,102 +88,410 @@ class SupplierActor(SupplierService):
             max_concurrency=settings.max_concurrency,
             breaker=CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown_seconds),
         )
-        self._config = config
-        engine = make_engine(config.platform.database_url, pool_size=settings.db_pool_size)
-        self._catalog = CatalogRepository(engine)
-        self._replicas = 1
-        self._worker = SupplierWorker(
-            self,
-            WorkRepository(engine),
-            OrderHosts(config.platform),
-            catalog=self._catalog,
-            owns=self._owns,
-        )
-        self._tasks: list[asyncio.Task[None]] = []
-        self._retiring = False
-        self._start_loops()
+        self.config = config
+        self.replicas = replicas
+        self.worker = SupplierWorker(self, work, router, catalog=catalog, owns=self._owns)
+        self.used_at = _NEVER  # the last call from outside (background work does not count)
+        self.busy = 0  # background jobs running on it
+        self.retiring = False  # its host is letting it go: no background work
 
     def _owns(self, order_id: str) -> bool:
         """With several replicas, each polls and releases for its share of the orders (the
         same stable hash that routes the orders' calls to it)."""
-        return supplier_replica(order_id, self._replicas) == self._config.replica
+        return supplier_replica(order_id, self.replicas) == self.config.replica
 
-    async def _refresh_replicas(self) -> None:
-        supplier = await self._catalog.get_supplier(self._config.supplier_id)
-        if supplier is not None:
-            self._replicas = max(1, supplier.replicas)
+    def in_use(self, now: float, idle_seconds: float) -> bool:
+        return now - self.used_at < idle_seconds
 
-    def _start_loops(self) -> None:
-        tick = self._config.settings.tick_seconds
+    async def run(self, job: Callable[[SupplierActor], Awaitable[T]]) -> T:
+        """Background work on this actor (it is not passivated meanwhile)."""
+        self.busy += 1
+        try:
+            return await job(self)
+        finally:
+            self.busy -= 1
+
+
+class SupplierHost:
+    """A Ray actor hosting supplier actors (`SupplierHostCalls`): a pool host or a supplier
+    replica's dedicated host."""
+
+    async def __init__(self, config: SupplierHostConfig) -> None:  # type: ignore[misc]
+        self._config = config
+        settings = config.settings
+        self._settings = settings
+        engine = make_engine(config.platform.database_url, pool_size=settings.db_pool_size)
+        self._catalog = CatalogRepository(engine)
+        self._work = WorkRepository(engine)
+        self._router = OrderHosts(config.platform)
+        self._actors: dict[str, SupplierActor] = {}
+        self._activating: dict[str, asyncio.Task[SupplierActor]] = {}
+        self._known: dict[str, SupplierPlacement] = {}  # pool: the placements last read
+        self._next_sync: dict[str, float] = {}  # pool: when each supplier's catalog is due
+        self._idle_feeds: set[str] = set()  # pool: idle suppliers whose feeds are worth reading
+        self._syncs = asyncio.Semaphore(4)
+        self._jobs: set[asyncio.Task[Any]] = set()
+        self._letting_go: set[str] = set()  # suppliers being retired from this host
+        tick = settings.tick_seconds
         loop = asyncio.get_running_loop()
-        jobs: list[tuple[float, Callable[[], Awaitable[Any]]]] = [
-            (tick, self._refresh_replicas),
-            (tick, self._worker.poll_negotiations),
-            (tick, self._worker.drain_releases),
-        ]
-        if self._config.replica == 0:  # one reader of the supplier's feeds and catalog
-            jobs += [
-                (tick, self._worker.read_feeds),
-                (self._config.settings.catalog_sync_seconds, self._worker.sync_catalog),
+        jobs: list[tuple[float, Callable[[], Awaitable[Any]]]]
+        if config.supplier_id is None:
+            jobs = [
+                (settings.idle_feed_seconds, self._refresh_pool),
+                (tick, self._pool_tick),
+                (max(1.0, settings.idle_seconds / 4), self._passivate_idle),
             ]
+        else:
+            # A dedicated replica starts its supplier at once, so that work left by an
+            # earlier run resumes without waiting for traffic.
+            await self._activate(config.supplier_id)
+            jobs = [(tick, self._dedicated_tick)]
+            if config.replica == 0:
+                jobs.append((settings.catalog_sync_seconds, self._dedicated_sync))
         self._tasks = [loop.create_task(every(t, job)) for t, job in jobs]
 
-    async def retire(self, grace_s: float) -> str:
-        """Leave the supplier's replicas without losing a call: stop the background work,
-        keep answering calls while routers still send them (`grace_s`, past their routing
-        cache), wait for the calls in flight, then exit unless scaled back up meanwhile."""
-        if self._retiring:
+    # -- activation ------------------------------------------------------------------------
+    async def _activate(self, supplier_id: str) -> SupplierActor:
+        actor = self._actors.get(supplier_id)
+        if actor is not None:
+            return actor
+        task = self._activating.get(supplier_id)
+        if task is None:
+            task = self._activating[supplier_id] = asyncio.ensure_future(self._load(supplier_id))
+            task.add_done_callback(lambda _t: self._activating.pop(supplier_id, None))
+        return await asyncio.shield(task)
+
+    async def _load(self, supplier_id: str) -> SupplierActor:
+        dedicated = self._config.supplier_id
+        if dedicated is not None and supplier_id != dedicated:
+            raise NotHostedHere(f"this host serves supplier {dedicated} only")
+        supplier = await self._catalog.get_supplier(supplier_id)
+        if supplier is None:
+            raise NotHostedHere(f"no supplier {supplier_id}")
+        actor = SupplierActor(
+            SupplierActorConfig(
+                self._config.platform,
+                supplier.id,
+                supplier.gateway,
+                dict(supplier.config),
+                self._config.replica if dedicated else 0,
+            ),
+            max(1, supplier.replicas) if dedicated else 1,
+            work=self._work,
+            catalog=self._catalog,
+            router=self._router,
+        )
+        # A pooled actor of a supplier that has dedicated replicas (a router's cache was
+        # stale) answers calls, and leaves the background work to those replicas.
+        actor.retiring = dedicated is None and not pooled(supplier.replicas)
+        self._actors[supplier_id] = actor
+        if dedicated is None:
+            self._known[supplier_id] = _placement(supplier, self._known.get(supplier_id))
+            if supplier_id not in self._next_sync and supplier.status != RETIRED:
+                synced, _ = await self._catalog.sync_report(supplier_id)
+                self._next_sync[supplier_id] = self._due_at(synced)
+        return actor
+
+    async def _use(self, supplier_id: str) -> SupplierActor:
+        actor = self._actors.get(supplier_id) or await self._activate(supplier_id)
+        actor.used_at = time.monotonic()
+        return actor
+
+    async def _passivate_idle(self) -> None:
+        now = time.monotonic()
+        idle = self._settings.idle_seconds
+        for sid, actor in list(self._actors.items()):
+            if (
+                not actor.in_use(now, idle)
+                and not actor.busy
+                and not actor.current_stats().in_flight
+            ):
+                await self._deactivate(sid)
+
+    async def _deactivate(self, supplier_id: str) -> None:
+        actor = self._actors.pop(supplier_id, None)
+        if actor is not None:
+            await actor.aclose()
+
+    # -- the pool's background work --------------------------------------------------------
+    def _mine(self, supplier_id: str) -> bool:
+        index = self._config.pool_index
+        return index is not None and pool_index(supplier_id, self._settings.pool_hosts) == index
+
+    def _due_at(self, synced_at: datetime | None) -> float:
+        """When a catalog pull is due (monotonic), from the last one: at once if there was
+        none, else an idle interval after it, spread so that a restarted host does not pull
+        every catalog at once."""
+        if synced_at is None:
+            return time.monotonic()
+        age = (datetime.now(UTC) - synced_at).total_seconds()
+        wait = max(0.0, self._settings.idle_sync_seconds - age)
+        return time.monotonic() + wait + random.uniform(0, self._settings.tick_seconds * 10)
+
+    async def _refresh_pool(self) -> None:
+        """Re-read which suppliers this pool host serves, and which idle ones have feeds
+        worth reading."""
+        placements = {p.id: p for p in await self._catalog.placements() if self._mine(p.id)}
+        self._known = placements
+        serving = {
+            sid for sid, p in placements.items() if pooled(p.replicas) and p.status != RETIRED
+        }
+        for sid in serving - self._next_sync.keys():
+            self._next_sync[sid] = self._due_at(placements[sid].last_sync_at)
+        for sid in self._next_sync.keys() - serving:
+            del self._next_sync[sid]
+        for sid, actor in self._actors.items():
+            p = placements.get(sid)
+            actor.retiring = actor.retiring or p is None or not pooled(p.replicas)
+        now = time.monotonic()
+        idle = [
+            sid
+            for sid in serving
+            if sid not in self._actors or not self._actors[sid].in_use(now, self._idle_s)
+        ]
+        self._idle_feeds = await self._work.with_issued_orders(idle)
+
+    @property
+    def _idle_s(self) -> float:
+        return self._settings.idle_seconds
+
+    def _serving(self, supplier_id: str) -> bool:
+        p = self._known.get(supplier_id)
+        return p is not None and pooled(p.replicas) and p.status != RETIRED
+
+    async def _pool_tick(self) -> None:
+        now = datetime.now(UTC)
+        negotiations = await self._work.due_negotiations_pooled(now)
+        releases = await self._work.due_releases_pooled(now)
+        due_n = _by_supplier(n for n in negotiations if self._mine(n.supplier_id))
+        due_r = _by_supplier(r for r in releases if self._mine(r.supplier_id))
+        mono = time.monotonic()
+        feeds = {
+            sid
+            for sid, a in self._actors.items()
+            if a.in_use(mono, self._idle_s) and not a.retiring and self._serving(sid)
+        }
+        if self._idle_feeds:  # idle suppliers' feeds, once per refresh
+            feeds |= self._idle_feeds
+            self._idle_feeds = set()
+        jobs: list[Awaitable[Any]] = [self._on(sid, _polling(due)) for sid, due in due_n.items()]
+        jobs += [self._on(sid, _releasing(due)) for sid, due in due_r.items()]
+        jobs += [self._on(sid, lambda a: a.worker.read_feeds()) for sid in feeds]
+        for sid, at in list(self._next_sync.items()):
+            if at <= mono and self._serving(sid):
+                active = sid in self._actors and self._actors[sid].in_use(mono, self._idle_s)
+                interval = (
+                    self._settings.catalog_sync_seconds
+                    if active
+                    else self._settings.idle_sync_seconds
+                )
+                self._next_sync[sid] = mono + interval
+                self._spawn(self._sync(sid))
+        await asyncio.gather(*jobs)
+
+    async def _on(self, supplier_id: str, job: Callable[[SupplierActor], Awaitable[Any]]) -> None:
+        try:
+            actor = await self._activate(supplier_id)
+            await actor.run(job)
+        except Exception:
+            log.exception("background work for supplier %s failed", supplier_id)
+
+    async def _sync(self, supplier_id: str) -> None:
+        async with self._syncs:
+            try:
+                actor = await self._activate(supplier_id)
+                if not actor.retiring:
+                    await actor.run(lambda a: a.worker.sync_catalog())
+            except Exception as exc:
+                # A supplier that cannot be read is tried again at its next turn.
+                log.warning("catalog sync of %s failed: %r", supplier_id, exc)
+
+    def _spawn(self, job: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(job)
+        self._jobs.add(task)
+        task.add_done_callback(self._jobs.discard)
+
+    # -- a dedicated replica's background work ---------------------------------------------
+    async def _dedicated_tick(self) -> None:
+        sid = self._config.supplier_id
+        actor = self._actors.get(sid) if sid is not None else None
+        if actor is None or actor.retiring:
+            return
+        supplier = await self._catalog.get_supplier(actor.supplier_id)
+        if supplier is not None:
+            actor.replicas = max(1, supplier.replicas)
+        jobs: list[Callable[[SupplierActor], Awaitable[Any]]] = [
+            lambda a: a.worker.poll_negotiations(),
+            lambda a: a.worker.drain_releases(),
+        ]
+        if self._config.replica == 0:  # one reader of the supplier's feeds
+            jobs.append(lambda a: a.worker.read_feeds())
+        for job in jobs:
+            try:
+                await actor.run(job)
+            except Exception:
+                log.exception("background work for supplier %s failed", actor.supplier_id)
+
+    async def _dedicated_sync(self) -> None:
+        sid = self._config.supplier_id
+        actor = self._actors.get(sid) if sid is not None else None
+        if actor is not None and not actor.retiring:
+            await actor.run(lambda a: a.worker.sync_catalog())
+
+    # -- SupplierActorCalls, the supplier's id first ---------------------------------------
+    async def lock(
+        self, supplier_id: str, order_id: str, session_ref: str, tier_ref: str, quantity: int
+    ) -> CallResult[LockInfo]:
+        return await (await self._use(supplier_id)).lock(order_id, session_ref, tier_ref, quantity)
+
+    async def release(self, supplier_id: str, order_id: str) -> CallResult[None]:
+        return await (await self._use(supplier_id)).release(order_id)
+
+    async def issue(self, supplier_id: str, order_id: str) -> CallResult[IssueInfo]:
+        return await (await self._use(supplier_id)).issue(order_id)
+
+    async def query_issue(self, supplier_id: str, order_id: str) -> CallResult[IssueInfo]:
+        return await (await self._use(supplier_id)).query_issue(order_id)
+
+    async def refund(self, supplier_id: str, order_id: str) -> CallResult[RefundInfo]:
+        return await (await self._use(supplier_id)).refund(order_id)
+
+    async def query_refund(self, supplier_id: str, order_id: str) -> CallResult[RefundInfo]:
+        return await (await self._use(supplier_id)).query_refund(order_id)
+
+    async def policy(self, supplier_id: str) -> PollingPolicy:
+        actor = await self._use(supplier_id)
+        await actor.worker.refresh_overrides()
+        return await actor.policy()
+
+    async def catalog(self, supplier_id: str) -> CallResult[Catalog]:
+        return await (await self._use(supplier_id)).catalog()
+
+    async def supplier_refunds(
+        self, supplier_id: str, since_seq: int
+    ) -> CallResult[list[SupplierRefundEvent]]:
+        return await (await self._use(supplier_id)).supplier_refunds(since_seq)
+
+    async def delivery_updates(
+        self, supplier_id: str, since_seq: int
+    ) -> CallResult[list[DeliveryUpdateEvent]]:
+        return await (await self._use(supplier_id)).delivery_updates(since_seq)
+
+    async def stats(self, supplier_id: str) -> SupplierStats:
+        actor = await self._use(supplier_id)
+        await actor.worker.refresh_overrides()
+        return actor.current_stats()
+
+    async def sync_catalog(self, supplier_id: str) -> int:
+        actor = await self._use(supplier_id)
+        return await actor.run(lambda a: a.worker.sync_catalog())
+
+    async def session_stock(
+        self, supplier_id: str, session_ref: str, max_age_s: float
+    ) -> SessionStock | None:
+        actor = await self._use(supplier_id)
+        return await actor.worker.session_stock(session_ref, max_age_s)
+
+    async def run_work_now(self, supplier_id: str) -> dict[str, int]:
+        """Run each background job of a supplier once (ops and tests)."""
+        actor = await self._use(supplier_id)
+        return {
+            "decided": await actor.run(lambda a: a.worker.poll_negotiations()),
+            "released": await actor.run(lambda a: a.worker.drain_releases()),
+            "feed_events": await actor.run(lambda a: a.worker.read_feeds()),
+        }
+
+    async def retire(self, supplier_id: str, grace_s: float) -> str:
+        """Let a supplier's actor go without losing a call: stop its background work, keep
+        answering its calls while routers still send them (`grace_s`, past their routing
+        cache), wait for the calls in flight, then passivate it (a pool host) or exit (a
+        dedicated host), unless the supplier was placed here again meanwhile."""
+        actor = self._actors.get(supplier_id)
+        if actor is None:
+            return "not_active"
+        if supplier_id in self._letting_go:
             return "retiring"
-        self._retiring = True
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.sleep(grace_s)
-        while self.current_stats().in_flight:
-            await asyncio.sleep(0.05)
-        await self._refresh_replicas()
-        if self._config.replica < self._replicas:
-            self._retiring = False
-            self._start_loops()
-            return "kept"
+        self._letting_go.add(supplier_id)
+        actor.retiring = True
+        try:
+            await asyncio.sleep(grace_s)
+            while actor.current_stats().in_flight or actor.busy:
+                await asyncio.sleep(0.05)
+            s = await self._catalog.get_supplier(supplier_id)
+            live = s is not None and s.status != RETIRED
+            if self._config.supplier_id is None:
+                if live and s is not None and pooled(s.replicas):
+                    actor.retiring = False
+                    return "kept"
+                await self._deactivate(supplier_id)
+                return "passivated"
+            if (
+                live
+                and s is not None
+                and not pooled(s.replicas)
+                and self._config.replica < s.replicas
+            ):
+                actor.retiring = False
+                return "kept"
+            await self._deactivate(supplier_id)
+        finally:
+            self._letting_go.discard(supplier_id)
         ray.actor.exit_actor()  # type: ignore[no-untyped-call]
         return "exited"  # not reached
 
-    async def policy(self) -> PollingPolicy:
-        await self._worker.refresh_overrides()
-        return await super().policy()
+    async def config(self, supplier_id: str) -> SupplierActorConfig:
+        """The configuration a supplier's actor runs with (the database password hidden)."""
+        actor = await self._use(supplier_id)
+        platform = actor.config.platform
+        url = make_url(platform.database_url).render_as_string(hide_password=True)
+        return replace(actor.config, platform=replace(platform, database_url=url))
 
-    async def stats(self) -> SupplierStats:
-        await self._worker.refresh_overrides()
-        return self.current_stats()
+    async def ping(self, supplier_id: str) -> str:
+        return (await self._use(supplier_id)).supplier_id
 
-    async def sync_catalog(self) -> int:
-        return await self._worker.sync_catalog()
+    async def pid(self, supplier_id: str) -> int:
+        await self._use(supplier_id)
+        return os.getpid()
 
-    async def session_stock(self, session_ref: str, max_age_s: float) -> SessionStock | None:
-        return await self._worker.session_stock(session_ref, max_age_s)
+    # -- the host's own --------------------------------------------------------------------
+    async def hosted(self) -> list[str]:
+        """The suppliers whose actors are active here."""
+        return sorted(self._actors)
 
-    async def run_work_now(self) -> dict[str, int]:
-        """Run each background job once (ops and tests)."""
-        return {
-            "decided": await self._worker.poll_negotiations(),
-            "released": await self._worker.drain_releases(),
-            "feed_events": await self._worker.read_feeds(),
-        }
-
-    async def config(self) -> SupplierActorConfig:
-        """The configuration this replica was started with (the database password hidden)."""
-        url = make_url(self._config.platform.database_url).render_as_string(hide_password=True)
-        return replace(self._config, platform=replace(self._config.platform, database_url=url))
-
-    async def ping(self) -> str:
-        return self.supplier_id
-
-    async def pid(self) -> int:
+    async def host_pid(self) -> int:
         return os.getpid()
 
 
+def _polling(due: list[Negotiation]) -> Callable[[SupplierActor], Awaitable[int]]:
+    return lambda actor: actor.worker.poll_due(due)
+
+
+def _releasing(due: list[PendingRelease]) -> Callable[[SupplierActor], Awaitable[int]]:
+    return lambda actor: actor.worker.release_due(due)
+
+
+K = TypeVar("K", Negotiation, PendingRelease)
+
+
+def _by_supplier(items: Iterable[K]) -> dict[str, list[K]]:
+    grouped: dict[str, list[K]] = {}
+    for item in items:
+        grouped.setdefault(item.supplier_id, []).append(item)
+    return grouped
+
+
+def _placement(supplier: Supplier, known: SupplierPlacement | None) -> SupplierPlacement:
+    return SupplierPlacement(
+        supplier.id,
+        supplier.replicas,
+        supplier.status,
+        None if known is None else known.last_sync_at,
+    )
+
+
 if TYPE_CHECKING:
-    _implements: type[SupplierActorCalls] = SupplierActor
+    _host_implements: type[SupplierHostCalls] = SupplierHost
+    _actor_calls: type[SupplierActorCalls]  # (each supplier's view: actors.remote.bound)
 
 # The Ray actor class (restarted on failure, never retrying a call).
-SupplierActorRemote = ray.remote(max_restarts=-1, max_task_retries=0)(SupplierActor)
+SupplierHostRemote = ray.remote(max_restarts=-1, max_task_retries=0)(SupplierHost)

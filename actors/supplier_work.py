@@ -23,6 +23,7 @@ from persistence.work import (
     FeedEventIn,
     FeedEventStatus,
     Negotiation,
+    PendingRelease,
     WorkRepository,
 )
 from suppliers.gateway import CallResult, Catalog, DeliveryUpdateEvent, Outcome, SupplierRefundEvent
@@ -99,14 +100,16 @@ class SupplierWorker:
 
     async def poll_negotiations(self) -> int:
         """Ask the supplier about every due negotiation; returns how many were decided."""
+        return await self.poll_due(
+            await self._work.due_negotiations(self.supplier_id, self._clock())
+        )
+
+    async def poll_due(self, due: Sequence[Negotiation]) -> int:
+        """Ask the supplier about these due negotiations (those of this replica's share)."""
         await self.refresh_overrides()
         now = self._clock()
-        due = [
-            n
-            for n in await self._work.due_negotiations(self.supplier_id, now)
-            if self._owns(n.order_id)
-        ]
-        decided = await asyncio.gather(*(self._poll_one(n, now) for n in due))
+        mine = [n for n in due if self._owns(n.order_id)]
+        decided = await asyncio.gather(*(self._poll_one(n, now) for n in mine))
         return sum(decided)
 
     async def _poll_one(self, n: Negotiation, now: datetime) -> bool:
@@ -135,12 +138,13 @@ class SupplierWorker:
             return False
 
     async def drain_releases(self) -> int:
-        now = self._clock()
-        due = [
-            r
-            for r in await self._work.due_releases(self.supplier_id, now)
-            if self._owns(r.order_id)
-        ]
+        return await self.release_due(
+            await self._work.due_releases(self.supplier_id, self._clock())
+        )
+
+    async def release_due(self, due_releases: Sequence[PendingRelease]) -> int:
+        """Release these seats at the supplier (those of this replica's share)."""
+        due = [r for r in due_releases if self._owns(r.order_id)]
 
         async def one(order_id: str, attempts: int) -> bool:
             async with self._slots:

@@ -38,6 +38,17 @@ class Supplier:
     status: str
 
 
+RETIRED = "retired"  # a supplier's status once retired (else "active")
+
+
+@dataclass(frozen=True, slots=True)
+class SupplierPlacement:
+    id: str
+    replicas: int
+    status: str
+    last_sync_at: datetime | None
+
+
 @dataclass(frozen=True, slots=True)
 class TierForSale:
     """What an order needs to know of the tier it buys."""
@@ -112,6 +123,29 @@ class CatalogRepository:
             await conn.execute(
                 update(suppliers).where(suppliers.c.id == supplier_id).values(replicas=replicas)
             )
+
+    async def placements(self) -> list[SupplierPlacement]:
+        """Every supplier's placement (no configuration: cheap to read often)."""
+        q = select(
+            suppliers.c.id, suppliers.c.replicas, suppliers.c.status, suppliers.c.last_sync_at
+        ).order_by(suppliers.c.id)
+        async with self._engine.connect() as conn:
+            return [SupplierPlacement(*r) for r in (await conn.execute(q)).all()]
+
+    async def retire_supplier(self, supplier_id: str, now: datetime) -> Supplier | None:
+        """Retire a supplier: it sells nothing more (its shows and sessions go offline, and
+        its catalog is no longer pulled); its orders, flows and history stay. None if there
+        is no such supplier."""
+        async with self._engine.begin() as conn:
+            found = await conn.execute(
+                update(suppliers)
+                .where(suppliers.c.id == supplier_id)
+                .values(status=RETIRED, updated_at=now)
+            )
+            if found.rowcount == 0:
+                return None
+            await _withdraw_missing(conn, supplier_id, Catalog(shows=()), now)
+        return await self.get_supplier(supplier_id)
 
     async def list_suppliers(self) -> list[Supplier]:
         async with self._engine.connect() as conn:

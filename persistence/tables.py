@@ -216,6 +216,7 @@ negotiations = Table(
     Column("resolution", String(40), nullable=True),
     Column("resolved_at", UtcDateTime, nullable=True),
     Index("ix_negotiations_supplier_status_next", "supplier_id", "status", "next_poll_at"),
+    Index("ix_negotiations_status_next", "status", "next_poll_at"),
 )
 
 # Seats the supplier may hold for an order we gave up on: released until the supplier says so.

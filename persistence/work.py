@@ -11,13 +11,15 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import and_, case, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.negotiation import NegotiationKind, NegotiationStatus
+from domain.status import OrderStatus
 from persistence.ledger import insert_ignore
 from persistence.tables import (
     negotiations,
+    orders,
     outbox,
     releases,
     supplier_events,
@@ -29,6 +31,11 @@ _ACTIVE = NegotiationStatus.ACTIVE.value
 _FLAGGED = NegotiationStatus.FLAGGED.value
 _PENDING = "pending"  # outbox statuses: "pending" | "delivered" | "dead"
 _DEAD = "dead"
+# Order statuses a supplier's feed event (its own refund, a delivery update) can change.
+_FEED_CHANGES = tuple(
+    s.value
+    for s in (OrderStatus.FIXING, OrderStatus.FIXED, OrderStatus.REFUNDING, OrderStatus.REFUND_FAIL)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +182,23 @@ class WorkRepository:
         async with self._engine.connect() as conn:
             return [_negotiation(r) for r in (await conn.execute(q)).all()]
 
+    async def due_negotiations_pooled(self, now: datetime, limit: int = 500) -> list[Negotiation]:
+        """Due negotiations of every supplier in the pool (one replica), oldest due first:
+        the pool's hosts ask once a tick for all their suppliers."""
+        q = (
+            select(negotiations)
+            .join(suppliers, suppliers.c.id == negotiations.c.supplier_id)
+            .where(
+                negotiations.c.status == _ACTIVE,
+                negotiations.c.next_poll_at <= now,
+                suppliers.c.replicas <= 1,
+            )
+            .order_by(negotiations.c.next_poll_at)
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            return [_negotiation(r) for r in (await conn.execute(q)).all()]
+
     async def negotiations_of(self, order_id: str) -> list[Negotiation]:
         q = select(negotiations).where(negotiations.c.order_id == order_id)
         async with self._engine.connect() as conn:
@@ -230,6 +254,41 @@ class WorkRepository:
         )
         async with self._engine.connect() as conn:
             return [PendingRelease(*r) for r in (await conn.execute(q)).all()]
+
+    async def due_releases_pooled(self, now: datetime, limit: int = 500) -> list[PendingRelease]:
+        """Due releases of every supplier in the pool, oldest due first."""
+        q = (
+            select(releases.c.order_id, releases.c.supplier_id, releases.c.attempts)
+            .join(suppliers, suppliers.c.id == releases.c.supplier_id)
+            .where(
+                releases.c.status == "pending",
+                releases.c.next_attempt_at <= now,
+                suppliers.c.replicas <= 1,
+            )
+            .order_by(releases.c.next_attempt_at)
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            return [PendingRelease(*r) for r in (await conn.execute(q)).all()]
+
+    async def with_issued_orders(self, supplier_ids: Sequence[str]) -> set[str]:
+        """Those of `supplier_ids` with an order a feed event can still change (issued, or
+        being issued or refunded): only their feeds are worth reading while they are idle."""
+        if not supplier_ids:
+            return set()
+        found: set[str] = set()
+        async with self._engine.connect() as conn:
+            for i in range(0, len(supplier_ids), 500):
+                chunk = list(supplier_ids[i : i + 500])
+                q = select(suppliers.c.id).where(
+                    suppliers.c.id.in_(chunk),
+                    exists().where(
+                        orders.c.supplier_id == suppliers.c.id,
+                        orders.c.status.in_(_FEED_CHANGES),
+                    ),
+                )
+                found.update(r[0] for r in (await conn.execute(q)).all())
+        return found
 
     async def release_done(self, order_id: str, now: datetime) -> None:
         async with self._engine.begin() as conn:

@@ -4,19 +4,38 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import Field, ValidationError
 
-from actors.startup import scale_supplier
+from actors.startup import placement, retire_supplier, scale_supplier
 from domain.grants import GrantScope
 from domain.order import IssuedTicket
 from domain.status import OrderStatus
 from persistence.accounts import DISTRIBUTOR
+from persistence.catalog import RETIRED
+from serve_app.contract import ADMIN, operation
 from serve_app.deps import AdminCaller, ours, read_body, state_of
 from serve_app.errors import ApiError, describe_validation, error_response
-from serve_app.paging import decode_cursor, encode_cursor, parse_limit
+from serve_app.models import (
+    AdminOrderDetail,
+    AdminOrderPage,
+    DistributorView,
+    GrantList,
+    GrantRevoked,
+    GrantView,
+    KeyRevoked,
+    NewKey,
+    Order,
+    PollingSet,
+    Scaled,
+    SupplierDetail,
+    SupplierList,
+    SupplierView,
+    SyncResult,
+)
+from serve_app.paging import CURSOR, LIMIT, decode_cursor, encode_cursor, parse_limit
 from serve_app.replies import reply_response
 from serve_app.responses import JSONResponse
 from serve_app.schemas import Body
@@ -37,16 +56,24 @@ def _bool(name: str, value: str | None) -> bool | None:
     raise ApiError(422, "invalid_request", f"{name}: expected true or false")
 
 
-@router.get("/orders")
+_FLAG: dict[str, Any] = {"description": "true or false (also 1/0, yes/no)"}
+_STATUS: dict[str, Any] = {"enum": [s.value for s in OrderStatus]}
+_NO_SUCH = {404: ("not_found",)}
+
+
+@router.get(
+    "/orders",
+    **operation(ADMIN, ok={200: (AdminOrderPage, "a page of orders, by (updated_at, id)")}),
+)
 async def list_orders(
     request: Request,
     _caller: AdminCaller,
-    status: str | None = None,
+    status: Annotated[str | None, Query(json_schema_extra=_STATUS)] = None,
     supplier_id: str | None = None,
-    negotiating: str | None = None,
-    flagged: str | None = None,
-    limit: int | None = None,
-    cursor: str | None = None,
+    negotiating: Annotated[str | None, Query(json_schema_extra=_FLAG)] = None,
+    flagged: Annotated[str | None, Query(json_schema_extra=_FLAG)] = None,
+    limit: Annotated[int | None, Query(json_schema_extra=LIMIT)] = None,
+    cursor: Annotated[str | None, Query(json_schema_extra=CURSOR)] = None,
 ) -> dict[str, Any]:
     state = state_of(request)
     if status is not None and status not in OrderStatus.__members__:
@@ -69,7 +96,12 @@ async def list_orders(
     return {"items": items, "next_cursor": next_cursor}
 
 
-@router.get("/orders/{order_id}")
+@router.get(
+    "/orders/{order_id}",
+    **operation(
+        ADMIN, ok={200: (AdminOrderDetail, "the order and its work")}, errors=_NO_SUCH
+    ),
+)
 async def get_order(order_id: str, request: Request, _caller: AdminCaller) -> dict[str, Any]:
     state = state_of(request)
     order = await state.orders.get(ours(order_id))
@@ -118,7 +150,19 @@ class ResolveBody(Body):
     note: str = Field(default="", max_length=500)
 
 
-@router.post("/orders/{order_id}/resolve")
+@router.post(
+    "/orders/{order_id}/resolve",
+    **operation(
+        ADMIN,
+        body=ResolveBody,
+        ok={200: (Order, "decided: the order as it is now")},
+        errors={
+            404: ("not_found",),
+            409: ("invalid_transition",),
+            503: ("order_host_unavailable",),
+        },
+    ),
+)
 async def resolve_order(order_id: str, request: Request, _caller: AdminCaller) -> JSONResponse:
     """Decide a flagged negotiation by hand."""
     state = state_of(request)
@@ -133,7 +177,14 @@ async def resolve_order(order_id: str, request: Request, _caller: AdminCaller) -
     return reply_response(reply, state)
 
 
-@router.get("/suppliers/{supplier_id}")
+@router.get(
+    "/suppliers/{supplier_id}",
+    **operation(
+        ADMIN,
+        ok={200: (SupplierDetail, "the supplier with its live figures")},
+        errors={404: ("not_found",), 503: ("supplier_unavailable",)},
+    ),
+)
 async def get_supplier(supplier_id: str, request: Request, _caller: AdminCaller) -> dict[str, Any]:
     state = state_of(request)
     supplier = await state.catalog.get_supplier(supplier_id)
@@ -149,6 +200,7 @@ async def get_supplier(supplier_id: str, request: Request, _caller: AdminCaller)
         "gateway": supplier.gateway,
         "status": supplier.status,
         "replicas": supplier.replicas,
+        "placement": placement(supplier.replicas),
         "stats": stats,
         "polling": {
             "interval_s": stats["poll_interval_s"],
@@ -169,7 +221,12 @@ class PollingBody(Body):
     give_up_ms: int | None = Field(default=None, ge=100, le=7 * 86_400_000)
 
 
-@router.put("/suppliers/{supplier_id}/polling")
+@router.put(
+    "/suppliers/{supplier_id}/polling",
+    **operation(
+        ADMIN, body=PollingBody, ok={200: (PollingSet, "the values set")}, errors=_NO_SUCH
+    ),
+)
 async def set_polling(supplier_id: str, request: Request, _caller: AdminCaller) -> JSONResponse:
     """Override the adaptive poll interval and give-up time (null restores adaptive)."""
     state = state_of(request)
@@ -195,10 +252,15 @@ def _supplier_view(s: Any) -> dict[str, Any]:
         "gateway": s.gateway,
         "status": s.status,
         "replicas": s.replicas,
+        "placement": placement(s.replicas),
     }
 
 
-@router.post("/suppliers", status_code=201)
+@router.post(
+    "/suppliers",
+    status_code=201,
+    **operation(ADMIN, body=SupplierBody, ok={201: (SupplierView, "the new supplier")}),
+)
 async def create_supplier(request: Request, _caller: AdminCaller) -> JSONResponse:
     state = state_of(request)
     body = await read_body(request, SupplierBody)
@@ -214,7 +276,7 @@ async def create_supplier(request: Request, _caller: AdminCaller) -> JSONRespons
     return JSONResponse(_supplier_view(supplier), status_code=201)
 
 
-@router.get("/suppliers")
+@router.get("/suppliers", **operation(ADMIN, ok={200: (SupplierList, "every supplier")}))
 async def list_suppliers(request: Request, _caller: AdminCaller) -> dict[str, Any]:
     state = state_of(request)
     return {
@@ -223,7 +285,14 @@ async def list_suppliers(request: Request, _caller: AdminCaller) -> dict[str, An
     }
 
 
-@router.post("/suppliers/{supplier_id}/sync")
+@router.post(
+    "/suppliers/{supplier_id}/sync",
+    **operation(
+        ADMIN,
+        ok={200: (SyncResult, "the catalog was pulled")},
+        errors={404: ("not_found",), 503: ("supplier_unavailable",)},
+    ),
+)
 async def sync_supplier(supplier_id: str, request: Request, _caller: AdminCaller) -> dict[str, Any]:
     state = state_of(request)
     actor = await state.supplier_actor(supplier_id)
@@ -245,14 +314,42 @@ class ReplicasBody(Body):
     replicas: int = Field(ge=1, le=32)
 
 
-@router.put("/suppliers/{supplier_id}/replicas")
+@router.put(
+    "/suppliers/{supplier_id}/replicas",
+    **operation(
+        ADMIN,
+        body=ReplicasBody,
+        ok={200: (Scaled, "the new count serves")},
+        errors={404: ("not_found",), 503: ("supplier_unavailable",)},
+    ),
+)
 async def set_replicas(supplier_id: str, request: Request, _caller: AdminCaller) -> JSONResponse:
+    """1 replica: the supplier's actor lives in the shared pool; n > 1: n dedicated hosts."""
     state = state_of(request)
     body = await read_body(request, ReplicasBody)
+    supplier = await state.catalog.get_supplier(supplier_id)
+    if supplier is None:
+        raise ApiError(404, "not_found", "no such supplier")
+    if supplier.status == RETIRED:
+        raise ApiError(409, "supplier_retired", "a retired supplier is not scaled")
     result = await scale_supplier(state.platform, state.catalog, supplier_id, body.replicas)
     if result is None:
         raise ApiError(404, "not_found", "no such supplier")
+    state.forget_supplier(supplier_id)
     return JSONResponse(result)
+
+
+@router.post("/suppliers/{supplier_id}/retire")
+async def retire(supplier_id: str, request: Request, _caller: AdminCaller) -> JSONResponse:
+    """Retire a supplier: nothing of it is sold any more and its actors go; its orders,
+    flows and history stay (a refund of one of its orders still reaches it)."""
+    state = state_of(request)
+    supplier = await retire_supplier(state.platform, state.catalog, supplier_id, state.now())
+    if supplier is None:
+        raise ApiError(404, "not_found", "no such supplier")
+    state.catalog.invalidate()
+    state.forget_supplier(supplier_id)
+    return JSONResponse(_supplier_view(supplier))
 
 
 # -- distributors, keys, grants -------------------------------------------------------------
@@ -310,7 +407,11 @@ def _aware(name: str, value: datetime | None) -> datetime | None:
     return value
 
 
-@router.post("/distributors", status_code=201)
+@router.post(
+    "/distributors",
+    status_code=201,
+    **operation(ADMIN, body=DistributorBody, ok={201: (DistributorView, "the new distributor")}),
+)
 async def create_distributor(request: Request, _caller: AdminCaller) -> JSONResponse:
     state = state_of(request)
     body = await read_body(request, DistributorBody)
@@ -320,14 +421,25 @@ async def create_distributor(request: Request, _caller: AdminCaller) -> JSONResp
     return JSONResponse(await _distributor_view(state, d.id), status_code=201)
 
 
-@router.get("/distributors/{distributor_id}")
+@router.get(
+    "/distributors/{distributor_id}",
+    **operation(ADMIN, ok={200: (DistributorView, "the distributor")}, errors=_NO_SUCH),
+)
 async def get_distributor(
     distributor_id: str, request: Request, _caller: AdminCaller
 ) -> dict[str, Any]:
     return await _distributor_view(state_of(request), distributor_id)
 
 
-@router.patch("/distributors/{distributor_id}")
+@router.patch(
+    "/distributors/{distributor_id}",
+    **operation(
+        ADMIN,
+        body=DistributorPatch,
+        ok={200: (DistributorView, "the distributor as it is now")},
+        errors=_NO_SUCH,
+    ),
+)
 async def patch_distributor(
     distributor_id: str, request: Request, _caller: AdminCaller
 ) -> JSONResponse:
@@ -353,17 +465,30 @@ async def _set_status(request: Request, distributor_id: str, status: str) -> dic
     return await _distributor_view(state, distributor_id)
 
 
-@router.post("/distributors/{distributor_id}/suspend")
+@router.post(
+    "/distributors/{distributor_id}/suspend",
+    **operation(ADMIN, ok={200: (DistributorView, "suspended")}, errors=_NO_SUCH),
+)
 async def suspend(distributor_id: str, request: Request, _caller: AdminCaller) -> dict[str, Any]:
     return await _set_status(request, distributor_id, "suspended")
 
 
-@router.post("/distributors/{distributor_id}/activate")
+@router.post(
+    "/distributors/{distributor_id}/activate",
+    **operation(ADMIN, ok={200: (DistributorView, "active")}, errors=_NO_SUCH),
+)
 async def activate(distributor_id: str, request: Request, _caller: AdminCaller) -> dict[str, Any]:
     return await _set_status(request, distributor_id, "active")
 
 
-@router.post("/distributors/{distributor_id}/keys", status_code=201)
+@router.post(
+    "/distributors/{distributor_id}/keys",
+    status_code=201,
+    **operation(
+        ADMIN, body=KeyBody, ok={201: (NewKey, "the new key (an HMAC key's secret, once)")},
+        errors=_NO_SUCH,
+    ),
+)
 async def create_key(distributor_id: str, request: Request, _caller: AdminCaller) -> JSONResponse:
     """`hmac`: the secret is in this reply and nowhere else, ever. `ed25519`: the distributor
     keeps its private key and registers the public one."""
@@ -397,7 +522,10 @@ async def create_key(distributor_id: str, request: Request, _caller: AdminCaller
     return JSONResponse(reply, status_code=201)
 
 
-@router.delete("/keys/{key_id}")
+@router.delete(
+    "/keys/{key_id}",
+    **operation(ADMIN, ok={200: (KeyRevoked, "revoked")}, errors=_NO_SUCH),
+)
 async def revoke_key(key_id: str, request: Request, _caller: AdminCaller) -> dict[str, Any]:
     state = state_of(request)
     if not await state.accounts.revoke_key(key_id, state.now()):
@@ -417,7 +545,11 @@ def _grant_view(g: Any, tz: Any) -> dict[str, Any]:
     }
 
 
-@router.post("/distributors/{distributor_id}/grants", status_code=201)
+@router.post(
+    "/distributors/{distributor_id}/grants",
+    status_code=201,
+    **operation(ADMIN, body=GrantBody, ok={201: (GrantView, "the new grant")}, errors=_NO_SUCH),
+)
 async def create_grant(distributor_id: str, request: Request, _caller: AdminCaller) -> JSONResponse:
     state = state_of(request)
     body = await read_body(request, GrantBody)
@@ -442,7 +574,12 @@ async def create_grant(distributor_id: str, request: Request, _caller: AdminCall
     return JSONResponse(_grant_view(g, state.tz), status_code=201)
 
 
-@router.get("/distributors/{distributor_id}/grants")
+@router.get(
+    "/distributors/{distributor_id}/grants",
+    **operation(
+        ADMIN, ok={200: (GrantList, "every grant ever made, revoked ones too")}, errors=_NO_SUCH
+    ),
+)
 async def list_grants(
     distributor_id: str, request: Request, _caller: AdminCaller
 ) -> dict[str, Any]:
@@ -453,7 +590,10 @@ async def list_grants(
     return {"items": [_grant_view(g, state.tz) for g in grants], "next_cursor": None}
 
 
-@router.delete("/grants/{grant_id}")
+@router.delete(
+    "/grants/{grant_id}",
+    **operation(ADMIN, ok={200: (GrantRevoked, "revoked")}, errors=_NO_SUCH),
+)
 async def revoke_grant(grant_id: str, request: Request, _caller: AdminCaller) -> dict[str, Any]:
     state = state_of(request)
     if await state.accounts.revoke_grant(grant_id, state.now()) is None:

@@ -93,6 +93,10 @@ class PlatformState:
         actor = self._supplier_actors[supplier_id] = supplier_actor(self.platform, supplier)
         return actor
 
+    def forget_supplier(self, supplier_id: str) -> None:
+        """Find the supplier's actor again on next use (its placement changed)."""
+        self._supplier_actors.pop(supplier_id, None)
+
     @property
     def settlement(self) -> SettlementCalls:
         if self._settlement is None:

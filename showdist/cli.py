@@ -147,9 +147,9 @@ def cmd_call(args: argparse.Namespace) -> int:
     return 0 if resp.status_code < 400 else 1
 
 
-def cmd_supplier_scale(args: argparse.Namespace) -> int:
-    """Change how many actors serve a supplier, through the admin API (admin key from
-    --key-id/--secret or SHOWDIST_ADMIN_KEY_ID/SHOWDIST_ADMIN_SECRET)."""
+def _admin_call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> int:
+    """One admin API call (admin key from --key-id/--secret or
+    SHOWDIST_ADMIN_KEY_ID/SHOWDIST_ADMIN_SECRET); prints the answer."""
     from showdist.client import Credentials, SignedClient
 
     key_id = args.key_id or os.environ.get("SHOWDIST_ADMIN_KEY_ID")
@@ -159,14 +159,24 @@ def cmd_supplier_scale(args: argparse.Namespace) -> int:
     url = args.url or os.environ.get("SHOWDIST_URL") or "http://127.0.0.1:8000"
     client = SignedClient(url, Credentials(key_id, secret=secret))
     try:
-        resp = client.request(
-            "PUT", f"/admin/v1/suppliers/{args.supplier_id}/replicas", {"replicas": args.replicas}
-        )
+        resp = client.request(method, path, body)
     finally:
         client.close()
     print(f"HTTP {resp.status_code}", file=sys.stderr)
     print(json.dumps(resp.json(), indent=2, ensure_ascii=False))
     return 0 if resp.status_code < 400 else 1
+
+
+def cmd_supplier_scale(args: argparse.Namespace) -> int:
+    """Change how many actors serve a supplier (1: in the shared pool), through the admin
+    API."""
+    path = f"/admin/v1/suppliers/{args.supplier_id}/replicas"
+    return _admin_call(args, "PUT", path, {"replicas": args.replicas})
+
+
+def cmd_supplier_retire(args: argparse.Namespace) -> int:
+    """Retire a supplier (nothing more is sold; its orders and history stay)."""
+    return _admin_call(args, "POST", f"/admin/v1/suppliers/{args.supplier_id}/retire")
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
@@ -434,6 +444,12 @@ def build_parser() -> argparse.ArgumentParser:
     scale.add_argument("--key-id", help="admin key id (default $SHOWDIST_ADMIN_KEY_ID)")
     scale.add_argument("--secret", help="admin secret (default $SHOWDIST_ADMIN_SECRET)")
     scale.set_defaults(func=cmd_supplier_scale)
+    retire = sup_sub.add_parser("retire", help="retire a supplier: nothing of it is sold")
+    retire.add_argument("supplier_id")
+    retire.add_argument("--url", help="API base URL (default $SHOWDIST_URL or :8000)")
+    retire.add_argument("--key-id", help="admin key id (default $SHOWDIST_ADMIN_KEY_ID)")
+    retire.add_argument("--secret", help="admin secret (default $SHOWDIST_ADMIN_SECRET)")
+    retire.set_defaults(func=cmd_supplier_retire)
 
     sb = sub.add_parser("sandbox", help="run the sandbox supplier in the foreground")
     sb.add_argument("--port", type=int, default=8101)

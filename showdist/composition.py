@@ -44,6 +44,8 @@ def platform_config(settings: Settings) -> PlatformConfig:
             breaker_failures=settings.breaker_failures,
             breaker_cooldown_seconds=settings.breaker_cooldown_seconds,
             catalog_sync_seconds=settings.catalog_sync_seconds,
+            pool_hosts=settings.supplier_hosts,
+            idle_seconds=settings.supplier_idle_seconds,
         ),
         settlement=SettlementSettings(),
     )

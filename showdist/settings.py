@@ -62,6 +62,12 @@ class Settings(BaseSettings):
         default=1.0, description="how often supplier actors poll negotiations, releases, feeds"
     )
     catalog_sync_seconds: float = Field(default=60.0, description="scheduled catalog pulls")
+    supplier_hosts: int = Field(
+        default=2, ge=1, le=64, description="processes hosting the suppliers without replicas"
+    )
+    supplier_idle_seconds: float = Field(
+        default=120.0, gt=0, description="a supplier's actor unused this long is passivated"
+    )
     stock_max_age_seconds: float = Field(default=2.0, description="how stale stock may be")
     auth_cache_seconds: float = Field(
         default=1.0, description="how long an API replica trusts a cached key or grant"

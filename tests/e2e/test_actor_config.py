@@ -13,7 +13,13 @@ from typing import Any
 import pytest
 
 from actors.interfaces import CreateOrder
-from actors.routing import OrderHosts, running_supplier_actor
+from actors.routing import (
+    OrderHosts,
+    pool_index,
+    running_supplier_actor,
+    running_supplier_host,
+    supplier_pool_host_name,
+)
 from domain.ids import order_id_for
 from domain.order import DeliveryMethod, request_fingerprint
 from persistence.catalog import CatalogRepository
@@ -56,11 +62,18 @@ async def test_a_supplier_actor_started_by_a_first_lock_has_the_configured_setti
 ) -> None:
     settings = demo_platform.settings
     # As `showdist up --demo`: the demo supplier is created after the platform started, so
-    # no supplier actor runs yet; the first lock starts it, from an order host.
+    # its actor is not active in its pool host yet; the first lock activates it, from an
+    # order host.
     info = await seed_demo(settings, sandbox.url)
     supplier_id = info["supplier_id"]
-    with pytest.raises(ValueError, match="Failed to look up actor"):
-        running_supplier_actor(demo_platform.config, supplier_id)
+    config_ = demo_platform.config
+    pool_host = running_supplier_host(
+        config_,
+        supplier_pool_host_name(
+            config_.instance, pool_index(supplier_id, config_.suppliers.pool_hosts)
+        ),
+    )
+    assert supplier_id not in await pool_host.hosted()
     engine = make_engine(settings.resolved_database_url())
     try:
         catalog = CatalogRepository(engine)
@@ -93,6 +106,7 @@ async def test_a_supplier_actor_started_by_a_first_lock_has_the_configured_setti
     assert reply.order is not None, reply
     assert reply.order.status == "LOCKED", reply
 
+    assert supplier_id in await pool_host.hosted()
     config = await running_supplier_actor(demo_platform.config, supplier_id).config()
     assert config.settings.catalog_sync_seconds == 45.0
     assert config.settings.tick_seconds == 0.3

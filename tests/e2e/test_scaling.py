@@ -72,11 +72,13 @@ async def test_scaling_a_supplier_while_orders_flow(
 
     async def ops() -> None:
         await asyncio.sleep(0.5)
-        assert (await scale(3))["before"] == 1
+        up = await scale(3)  # out of the pool: three dedicated hosts
+        assert (up["before"], up["placement"], up["leaves_pool"]) == (1, "dedicated", True)
         await asyncio.sleep(1.5)
-        assert (await scale(1))["retiring"] == [1, 2]
+        down = await scale(1)  # back to the pool: every dedicated host retires
+        assert (down["placement"], down["retiring"]) == ("pool", [0, 1, 2])
         await asyncio.sleep(1.0)
-        await scale(2)
+        assert (await scale(2))["retiring"] == []  # (the pooled actor is let go)
 
     await asyncio.gather(stream(), ops())
     assert len(results) == 150
@@ -122,4 +124,15 @@ async def test_scaling_a_supplier_while_orders_flow(
         },
     )
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["replicas"] == 1
+    answer = json.loads(done.stdout)
+    assert (answer["replicas"], answer["placement"], answer["retiring"]) == (1, "pool", [0, 1])
+    await eventually(
+        lambda: asyncio.sleep(0, [_alive(platform, world.supplier_id, r) for r in (0, 1)]),
+        lambda alive: alive == [False, False],
+        timeout=15,
+    )
+    # Back in the pool, the supplier serves again from its pool host.
+    pooled = running_supplier_actor(platform.config, world.supplier_id)
+    assert await pooled.ping() == world.supplier_id
+    r = await client_a.request("POST", "/v1/orders", world.order_body(f"S-{uuid.uuid4().hex[:8]}"))
+    assert r.status_code == 201, r.text
