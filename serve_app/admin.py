@@ -98,9 +98,7 @@ async def list_orders(
 
 @router.get(
     "/orders/{order_id}",
-    **operation(
-        ADMIN, ok={200: (AdminOrderDetail, "the order and its work")}, errors=_NO_SUCH
-    ),
+    **operation(ADMIN, ok={200: (AdminOrderDetail, "the order and its work")}, errors=_NO_SUCH),
 )
 async def get_order(order_id: str, request: Request, _caller: AdminCaller) -> dict[str, Any]:
     state = state_of(request)
@@ -223,9 +221,7 @@ class PollingBody(Body):
 
 @router.put(
     "/suppliers/{supplier_id}/polling",
-    **operation(
-        ADMIN, body=PollingBody, ok={200: (PollingSet, "the values set")}, errors=_NO_SUCH
-    ),
+    **operation(ADMIN, body=PollingBody, ok={200: (PollingSet, "the values set")}, errors=_NO_SUCH),
 )
 async def set_polling(supplier_id: str, request: Request, _caller: AdminCaller) -> JSONResponse:
     """Override the adaptive poll interval and give-up time (null restores adaptive)."""
@@ -320,7 +316,11 @@ class ReplicasBody(Body):
         ADMIN,
         body=ReplicasBody,
         ok={200: (Scaled, "the new count serves")},
-        errors={404: ("not_found",), 503: ("supplier_unavailable",)},
+        errors={
+            404: ("not_found",),
+            409: ("supplier_retired",),
+            503: ("supplier_unavailable",),
+        },
     ),
 )
 async def set_replicas(supplier_id: str, request: Request, _caller: AdminCaller) -> JSONResponse:
@@ -339,7 +339,10 @@ async def set_replicas(supplier_id: str, request: Request, _caller: AdminCaller)
     return JSONResponse(result)
 
 
-@router.post("/suppliers/{supplier_id}/retire")
+@router.post(
+    "/suppliers/{supplier_id}/retire",
+    **operation(ADMIN, ok={200: (SupplierView, "retired")}, errors=_NO_SUCH),
+)
 async def retire(supplier_id: str, request: Request, _caller: AdminCaller) -> JSONResponse:
     """Retire a supplier: nothing of it is sold any more and its actors go; its orders,
     flows and history stay (a refund of one of its orders still reaches it)."""
@@ -485,7 +488,9 @@ async def activate(distributor_id: str, request: Request, _caller: AdminCaller) 
     "/distributors/{distributor_id}/keys",
     status_code=201,
     **operation(
-        ADMIN, body=KeyBody, ok={201: (NewKey, "the new key (an HMAC key's secret, once)")},
+        ADMIN,
+        body=KeyBody,
+        ok={201: (NewKey, "the new key (an HMAC key's secret, once)")},
         errors=_NO_SUCH,
     ),
 )

@@ -11,8 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
 from serve_app import admin, callbacks_admin, catalog, orders, settlement
+from serve_app.contract import complete
 from serve_app.deps import AdminCaller
 from serve_app.errors import install_error_handlers
 from serve_app.guard import InputGuard
@@ -57,7 +59,22 @@ def build_app(state: PlatformState | None = None) -> FastAPI:
 
 def _serve_schema(app: FastAPI) -> None:
     """`GET /openapi.json` (unsigned): the schema of the distributors' API, the admin
-    operations left out; `GET /admin/v1/openapi.json` (admin key): the whole schema."""
+    operations left out; `GET /admin/v1/openapi.json` (admin key): the whole schema. Both
+    are made once, from the routes and their declarations (`serve_app.contract`)."""
+
+    def document() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = complete(
+                get_openapi(
+                    title=app.title,
+                    version=app.version,
+                    description=app.description,
+                    routes=app.routes,
+                )
+            )
+        return app.openapi_schema
+
+    app.openapi = document  # type: ignore[method-assign]
 
     def distributors_part() -> dict[str, Any]:
         schema = dict(app.openapi())

@@ -4,13 +4,15 @@ dead ones above all, and sending a dead message again."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 
+from serve_app.contract import ADMIN, operation
 from serve_app.deps import AdminCaller, state_of
 from serve_app.errors import ApiError
-from serve_app.paging import decode_cursor, encode_cursor, parse_limit
+from serve_app.models import CallbackPage, Redelivery
+from serve_app.paging import CURSOR, LIMIT, decode_cursor, encode_cursor, parse_limit
 from serve_app.views import ts
 
 router = APIRouter(prefix="/admin/v1/callbacks")
@@ -28,14 +30,17 @@ def _after(cursor: str | None) -> tuple[datetime, int] | None:
     return at, int(row_id)
 
 
-@router.get("")
+@router.get(
+    "",
+    **operation(ADMIN, ok={200: (CallbackPage, "a page of messages, oldest first")}),
+)
 async def list_callbacks(
     request: Request,
     _caller: AdminCaller,
-    status: str | None = None,
+    status: Annotated[str | None, Query(json_schema_extra={"enum": list(_STATUSES)})] = None,
     distributor_id: str | None = None,
-    limit: int | None = None,
-    cursor: str | None = None,
+    limit: Annotated[int | None, Query(json_schema_extra=LIMIT)] = None,
+    cursor: Annotated[str | None, Query(json_schema_extra=CURSOR)] = None,
 ) -> dict[str, Any]:
     """The messages, oldest first; `status=dead` lists the dead letters."""
     state = state_of(request)
@@ -66,7 +71,14 @@ async def list_callbacks(
     return {"items": items, "next_cursor": next_cursor}
 
 
-@router.post("/{message_id}/redeliver")
+@router.post(
+    "/{message_id}/redeliver",
+    **operation(
+        ADMIN,
+        ok={200: (Redelivery, "pending again, from its first attempt, due now")},
+        errors={404: ("not_found",), 409: ("invalid_transition",)},
+    ),
+)
 async def redeliver_callback(
     message_id: str, request: Request, _caller: AdminCaller
 ) -> dict[str, Any]:

@@ -4,18 +4,28 @@ stable cursor, show detail, and stock fresh to within a few seconds."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 
 from domain.catalog_view import in_delta, show_state
 from domain.grants import Grant, any_grant_covers, show_matches
 from domain.ids import is_catalog_id
 from persistence.redis_store import CachedStock
+from serve_app.contract import DISTRIBUTOR, operation
 from serve_app.deps import DistributorCaller, state_of
 from serve_app.errors import ApiError
 from serve_app.hot_paths import hot
-from serve_app.paging import decode_cursor, encode_cursor, parse_limit, parse_time
+from serve_app.models import ShowDetail, ShowPage, Stock
+from serve_app.paging import (
+    CURSOR,
+    LIMIT,
+    TIME,
+    decode_cursor,
+    encode_cursor,
+    parse_limit,
+    parse_time,
+)
 from serve_app.state import PlatformState
 from serve_app.views import show_detail_view, show_view, ts
 
@@ -27,15 +37,20 @@ async def _grants(state: PlatformState, caller: DistributorCaller) -> list[Grant
     return await state.accounts.grants_of(caller.distributor_id)
 
 
-@router.get("/shows")
+@router.get(
+    "/shows",
+    **operation(
+        DISTRIBUTOR, ok={200: (ShowPage, "a page of shows, by (effective update time, id)")}
+    ),
+)
 async def list_shows(
     request: Request,
     caller: DistributorCaller,
-    updated_since: str | None = None,
+    updated_since: Annotated[str | None, Query(json_schema_extra=TIME)] = None,
     city: str | None = None,
     category: str | None = None,
-    limit: int | None = None,
-    cursor: str | None = None,
+    limit: Annotated[int | None, Query(json_schema_extra=LIMIT)] = None,
+    cursor: Annotated[str | None, Query(json_schema_extra=CURSOR)] = None,
 ) -> dict[str, Any]:
     """Without `updated_since`: the shows on sale that the caller may see. With it: every show
     that changed since then for the caller, including shows that went offline or whose grant
@@ -71,7 +86,14 @@ async def list_shows(
     return {"items": [v for _, _, v in page], "next_cursor": next_cursor}
 
 
-@router.get("/shows/{show_id}")
+@router.get(
+    "/shows/{show_id}",
+    **operation(
+        DISTRIBUTOR,
+        ok={200: (ShowDetail, "the show, with the sessions a live grant covers")},
+        errors={404: ("not_found",)},
+    ),
+)
 @hot
 async def get_show(show_id: str, request: Request, caller: DistributorCaller) -> dict[str, Any]:
     state = state_of(request)
@@ -92,7 +114,14 @@ async def get_show(show_id: str, request: Request, caller: DistributorCaller) ->
     return show_detail_view(detail, state.tz)
 
 
-@router.get("/sessions/{session_id}/stock")
+@router.get(
+    "/sessions/{session_id}/stock",
+    **operation(
+        DISTRIBUTOR,
+        ok={200: (Stock, "each tier's seats, at most a few seconds old")},
+        errors={404: ("not_found",), 503: ("supplier_unavailable",)},
+    ),
+)
 async def session_stock(
     session_id: str, request: Request, caller: DistributorCaller
 ) -> dict[str, Any]:

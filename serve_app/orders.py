@@ -8,9 +8,9 @@ order's state."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 
 from actors.interfaces import CreateOrder, OrderHostCalls
 from domain.callback_urls import CallbackUrlRefused, check_callback_url
@@ -20,26 +20,42 @@ from domain.order import DeliveryMethod, request_fingerprint
 from domain.replies import OrderReply, Verdict
 from domain.status import OrderStatus
 from domain.tier_rules import check_tier
+from serve_app.contract import ANYONE, DISTRIBUTOR, operation
 from serve_app.deps import DistributorCaller, ours, read_body, state_of
 from serve_app.errors import ApiError
 from serve_app.hot_paths import hot
-from serve_app.paging import decode_cursor, encode_cursor, parse_limit, parse_time
+from serve_app.models import Health, Order, OrderPage, PlatformKey
+from serve_app.paging import (
+    CURSOR,
+    LIMIT,
+    TIME,
+    decode_cursor,
+    encode_cursor,
+    parse_limit,
+    parse_time,
+)
 from serve_app.replies import reply_response
 from serve_app.responses import JSONResponse
 from serve_app.schemas import CreateOrderBody, RefundBody
 from serve_app.views import order_view
 
+# The statuses an order list may be filtered by (documented; the route checks them).
+STATUS_ENUM: dict[str, Any] = {"enum": [s.value for s in OrderStatus]}
+
 # -- unsigned ----------------------------------------------------------------------------
 public = APIRouter()
 
 
-@public.get("/healthz")
+@public.get("/healthz", **operation(ANYONE, ok={200: (Health, "the replica serves HTTP")}))
 @hot
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@public.get("/v1/platform-key")
+@public.get(
+    "/v1/platform-key",
+    **operation(ANYONE, ok={200: (PlatformKey, "the key that signs the platform's callbacks")}),
+)
 async def platform_key(request: Request) -> dict[str, str]:
     return {
         "key_id": "platform",
@@ -52,7 +68,23 @@ async def platform_key(request: Request) -> dict[str, str]:
 v1 = APIRouter(prefix="/v1")
 
 
-@v1.post("/orders")
+@v1.post(
+    "/orders",
+    **operation(
+        DISTRIBUTOR,
+        body=CreateOrderBody,
+        ok={
+            201: (Order, "a new order: LOCKED (or NEW if the lock's answer is awaited)"),
+            200: (Order, "a repeat of a create: the order as it is now"),
+        },
+        errors={
+            403: ("forbidden",),
+            404: ("not_found",),
+            409: ("sold_out", "idempotency_conflict", "not_on_sale"),
+            503: ("supplier_unavailable", "order_host_unavailable"),
+        },
+    ),
+)
 @hot
 async def create_order(request: Request, caller: DistributorCaller) -> JSONResponse:
     state = state_of(request)
@@ -111,14 +143,19 @@ async def create_order(request: Request, caller: DistributorCaller) -> JSONRespo
     return reply_response(await host.create(cmd), state)
 
 
-@v1.get("/orders")
+@v1.get(
+    "/orders",
+    **operation(
+        DISTRIBUTOR, ok={200: (OrderPage, "a page of the caller's orders, by (updated_at, id)")}
+    ),
+)
 async def list_orders(
     request: Request,
     caller: DistributorCaller,
-    status: str | None = None,
-    updated_since: str | None = None,
-    limit: int | None = None,
-    cursor: str | None = None,
+    status: Annotated[str | None, Query(json_schema_extra=STATUS_ENUM)] = None,
+    updated_since: Annotated[str | None, Query(json_schema_extra=TIME)] = None,
+    limit: Annotated[int | None, Query(json_schema_extra=LIMIT)] = None,
+    cursor: Annotated[str | None, Query(json_schema_extra=CURSOR)] = None,
 ) -> dict[str, Any]:
     state = state_of(request)
     assert caller.distributor_id is not None
@@ -148,14 +185,30 @@ async def _shared(
     return reply_response(await state.in_flight.run(key, lambda: call(host)), state)
 
 
-@v1.get("/orders/{order_id}")
+_ORDER_ERRORS = {404: ("not_found",), 503: ("order_host_unavailable",)}
+
+
+@v1.get(
+    "/orders/{order_id}",
+    **operation(DISTRIBUTOR, ok={200: (Order, "the order")}, errors=_ORDER_ERRORS),
+)
 @hot
 async def get_order(order_id: str, request: Request, caller: DistributorCaller) -> JSONResponse:
     who = caller.distributor_id
     return await _shared(request, ("get", order_id, who), lambda h: h.get(order_id, who))
 
 
-@v1.post("/orders/{order_id}/issue")
+@v1.post(
+    "/orders/{order_id}/issue",
+    **operation(
+        DISTRIBUTOR,
+        ok={
+            200: (Order, "issued: FIXED with its tickets (or already past it)"),
+            202: (Order, "FIXING: the supplier's answer is not known yet"),
+        },
+        errors={**_ORDER_ERRORS, 409: ("issue_failed", "lock_expired", "invalid_transition")},
+    ),
+)
 @hot
 async def issue_order(order_id: str, request: Request, caller: DistributorCaller) -> JSONResponse:
     who = caller.distributor_id
@@ -163,14 +216,32 @@ async def issue_order(order_id: str, request: Request, caller: DistributorCaller
     return await _shared(request, ("issue", order_id, who), lambda h: h.issue(order_id, who))
 
 
-@v1.post("/orders/{order_id}/cancel")
+@v1.post(
+    "/orders/{order_id}/cancel",
+    **operation(
+        DISTRIBUTOR,
+        ok={200: (Order, "CANCELED, the seats released")},
+        errors={**_ORDER_ERRORS, 409: ("invalid_transition",)},
+    ),
+)
 @hot
 async def cancel_order(order_id: str, request: Request, caller: DistributorCaller) -> JSONResponse:
     who = caller.distributor_id
     return await _shared(request, ("cancel", order_id, who), lambda h: h.cancel(order_id, who))
 
 
-@v1.post("/orders/{order_id}/refund")
+@v1.post(
+    "/orders/{order_id}/refund",
+    **operation(
+        DISTRIBUTOR,
+        body=RefundBody,
+        ok={
+            200: (Order, "decided: REFUNDED or REFUND_FAIL"),
+            202: (Order, "REFUNDING: the supplier's answer is not known yet"),
+        },
+        errors={**_ORDER_ERRORS, 409: ("invalid_transition",)},
+    ),
+)
 async def refund_order(order_id: str, request: Request, caller: DistributorCaller) -> JSONResponse:
     state = state_of(request)
     ours(order_id)

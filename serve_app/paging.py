@@ -5,8 +5,18 @@ from __future__ import annotations
 import base64
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 from serve_app.errors import ApiError
+
+# How the OpenAPI document describes the list parameters (`parse_limit` and `parse_time`
+# check them; FastAPI does not).
+LIMIT: dict[str, Any] = {"minimum": 1, "maximum": 500, "description": "1-500, default 100"}
+TIME: dict[str, Any] = {
+    "format": "date-time",
+    "description": "RFC 3339, with an offset (an unencoded `+` arriving as a space is read as `+`)",
+}
+CURSOR: dict[str, Any] = {"description": "the `next_cursor` of the previous page, as it was"}
 
 
 def encode_cursor(updated_at: datetime, row_id: str) -> str:

@@ -10,9 +10,9 @@ import io
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from actors.interfaces import SettlementCalls
@@ -26,9 +26,11 @@ from domain.settlement import (
     parse_period,
 )
 from persistence.settlement import flows_of_period
+from serve_app.contract import ADMIN, operation
 from serve_app.deps import AdminCaller, state_of
 from serve_app.errors import ApiError, refusal
-from serve_app.paging import parse_limit
+from serve_app.models import PeriodPage, PeriodSnapshot
+from serve_app.paging import CURSOR, LIMIT, parse_limit
 from serve_app.responses import JSONResponse
 from serve_app.state import PlatformState
 
@@ -78,9 +80,20 @@ def _decode(cursor: str | None) -> str | None:
         raise ApiError(422, "invalid_request", "cursor: not a cursor this API issued") from exc
 
 
-@router.get("/periods")
+_SETTLEMENT = {503: ("settlement_unavailable",)}
+
+
+@router.get(
+    "/periods",
+    **operation(
+        ADMIN, ok={200: (PeriodPage, "a page of periods, oldest first")}, errors=_SETTLEMENT
+    ),
+)
 async def list_periods(
-    request: Request, _caller: AdminCaller, limit: int | None = None, cursor: str | None = None
+    request: Request,
+    _caller: AdminCaller,
+    limit: Annotated[int | None, Query(json_schema_extra=LIMIT)] = None,
+    cursor: Annotated[str | None, Query(json_schema_extra=CURSOR)] = None,
 ) -> dict[str, Any]:
     """Every period that has flows or a row, oldest first, with its totals per currency."""
     state = state_of(request)
@@ -95,7 +108,14 @@ async def list_periods(
     }
 
 
-@router.get("/periods/{period}")
+@router.get(
+    "/periods/{period}",
+    **operation(
+        ADMIN,
+        ok={200: (PeriodSnapshot, "an open period's snapshot, or a closed one's statement")},
+        errors=_SETTLEMENT,
+    ),
+)
 async def get_snapshot(period: str, request: Request, _caller: AdminCaller) -> dict[str, Any]:
     key = _period(period)
     view: PeriodView = await _ask(state_of(request), lambda actor: actor.snapshot(key))
@@ -105,10 +125,14 @@ async def get_snapshot(period: str, request: Request, _caller: AdminCaller) -> d
 @router.post(
     "/periods/{period}/close",
     status_code=201,
-    responses={
-        200: {"description": "closed already: the stored statement, unchanged"},
-        409: {"description": "period_not_over: the period is today or later"},
-    },
+    **operation(
+        ADMIN,
+        ok={
+            201: (PeriodSnapshot, "closed now: the new statement"),
+            200: (PeriodSnapshot, "closed before: the stored statement, unchanged"),
+        },
+        errors={**_SETTLEMENT, 409: ("period_not_over",)},
+    ),
 )
 async def close(period: str, request: Request, _caller: AdminCaller) -> JSONResponse:
     """201 with the new statement; 200 with the stored one if the period was closed already."""
@@ -121,7 +145,15 @@ async def close(period: str, request: Request, _caller: AdminCaller) -> JSONResp
 @router.get(
     "/periods/{period}/flows.csv",
     response_class=Response,
-    responses={200: {"content": {"text/csv": {}}, "description": "header row, one row a flow"}},
+    **operation(
+        ADMIN,
+        ok={
+            200: {
+                "description": "CSV: a header row, then one row a flow",
+                "content": {"text/csv": {"schema": {"type": "string"}}},
+            }
+        },
+    ),
 )
 async def flows_csv(period: str, request: Request, _caller: AdminCaller) -> Response:
     state = state_of(request)
