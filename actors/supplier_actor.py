@@ -91,7 +91,8 @@ class SupplierActor(SupplierService):
         self.config = config
         self.replicas = replicas
         self.worker = SupplierWorker(self, work, router, catalog=catalog, owns=self._owns)
-        self.used_at = _NEVER  # the last call from outside (background work does not count)
+        self.used_at = _NEVER  # the last order call (lock, issue, refund and their queries)
+        self.touched_at = time.monotonic()  # the last call of any kind from outside
         self.busy = 0  # background jobs running on it
         self.retiring = False  # its host is letting it go: no background work
 
@@ -193,8 +194,16 @@ class SupplierHost:
         return actor
 
     async def _use(self, supplier_id: str) -> SupplierActor:
+        """The supplier's actor for an order call: it counts as in use (its feeds are read
+        every tick while it is)."""
+        actor = await self._touch(supplier_id)
+        actor.used_at = actor.touched_at
+        return actor
+
+    async def _touch(self, supplier_id: str) -> SupplierActor:
+        """The supplier's actor for any other call (ops, stock, stats)."""
         actor = self._actors.get(supplier_id) or await self._activate(supplier_id)
-        actor.used_at = time.monotonic()
+        actor.touched_at = time.monotonic()
         return actor
 
     async def _passivate_idle(self) -> None:
@@ -202,7 +211,7 @@ class SupplierHost:
         idle = self._settings.idle_seconds
         for sid, actor in list(self._actors.items()):
             if (
-                not actor.in_use(now, idle)
+                now - actor.touched_at >= idle
                 and not actor.busy
                 and not actor.current_stats().in_flight
             ):
@@ -360,41 +369,41 @@ class SupplierHost:
         return await (await self._use(supplier_id)).query_refund(order_id)
 
     async def policy(self, supplier_id: str) -> PollingPolicy:
-        actor = await self._use(supplier_id)
+        actor = await self._touch(supplier_id)
         await actor.worker.refresh_overrides()
         return await actor.policy()
 
     async def catalog(self, supplier_id: str) -> CallResult[Catalog]:
-        return await (await self._use(supplier_id)).catalog()
+        return await (await self._touch(supplier_id)).catalog()
 
     async def supplier_refunds(
         self, supplier_id: str, since_seq: int
     ) -> CallResult[list[SupplierRefundEvent]]:
-        return await (await self._use(supplier_id)).supplier_refunds(since_seq)
+        return await (await self._touch(supplier_id)).supplier_refunds(since_seq)
 
     async def delivery_updates(
         self, supplier_id: str, since_seq: int
     ) -> CallResult[list[DeliveryUpdateEvent]]:
-        return await (await self._use(supplier_id)).delivery_updates(since_seq)
+        return await (await self._touch(supplier_id)).delivery_updates(since_seq)
 
     async def stats(self, supplier_id: str) -> SupplierStats:
-        actor = await self._use(supplier_id)
+        actor = await self._touch(supplier_id)
         await actor.worker.refresh_overrides()
         return actor.current_stats()
 
     async def sync_catalog(self, supplier_id: str) -> int:
-        actor = await self._use(supplier_id)
+        actor = await self._touch(supplier_id)
         return await actor.run(lambda a: a.worker.sync_catalog())
 
     async def session_stock(
         self, supplier_id: str, session_ref: str, max_age_s: float
     ) -> SessionStock | None:
-        actor = await self._use(supplier_id)
+        actor = await self._touch(supplier_id)
         return await actor.worker.session_stock(session_ref, max_age_s)
 
     async def run_work_now(self, supplier_id: str) -> dict[str, int]:
         """Run each background job of a supplier once (ops and tests)."""
-        actor = await self._use(supplier_id)
+        actor = await self._touch(supplier_id)
         return {
             "decided": await actor.run(lambda a: a.worker.poll_negotiations()),
             "released": await actor.run(lambda a: a.worker.drain_releases()),
@@ -407,6 +416,10 @@ class SupplierHost:
         cache), wait for the calls in flight, then passivate it (a pool host) or exit (a
         dedicated host), unless the supplier was placed here again meanwhile."""
         actor = self._actors.get(supplier_id)
+        if self._config.supplier_id is None:
+            found = await self._catalog.get_supplier(supplier_id)
+            if found is not None:  # no background work for it here from now on
+                self._known[supplier_id] = _placement(found, self._known.get(supplier_id))
         if actor is None:
             return "not_active"
         if supplier_id in self._letting_go:
@@ -441,16 +454,16 @@ class SupplierHost:
 
     async def config(self, supplier_id: str) -> SupplierActorConfig:
         """The configuration a supplier's actor runs with (the database password hidden)."""
-        actor = await self._use(supplier_id)
+        actor = await self._touch(supplier_id)
         platform = actor.config.platform
         url = make_url(platform.database_url).render_as_string(hide_password=True)
         return replace(actor.config, platform=replace(platform, database_url=url))
 
     async def ping(self, supplier_id: str) -> str:
-        return (await self._use(supplier_id)).supplier_id
+        return (await self._touch(supplier_id)).supplier_id
 
     async def pid(self, supplier_id: str) -> int:
-        await self._use(supplier_id)
+        await self._touch(supplier_id)
         return os.getpid()
 
     # -- the host's own --------------------------------------------------------------------

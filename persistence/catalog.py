@@ -158,10 +158,17 @@ class CatalogRepository:
         Every tier is checked by `domain.tier_rules.check_tier`: a refused one is stored with
         its `refused_reason` (kept, not sold), an accepted one with its currency normalised.
         The sync's outcome is stored on the supplier's row (`last_sync_at`, `sync_report`) in
-        the same transaction. Returns the number of rows written."""
+        the same transaction. Returns the number of rows written. A retired supplier's
+        catalog is not applied (its row is locked first, so a sync and a retirement at the
+        same time come one after the other)."""
         written = 0
         report = _SyncReport()
         async with self._engine.begin() as conn:
+            status = await conn.scalar(
+                select(suppliers.c.status).where(suppliers.c.id == supplier_id).with_for_update()
+            )
+            if status is None or status == RETIRED:
+                return 0
             for show in catalog.shows:
                 show_id = catalog_id("shw", supplier_id, show.ref)
                 written += await _upsert(

@@ -46,6 +46,8 @@ def platform_config(settings: Settings) -> PlatformConfig:
             catalog_sync_seconds=settings.catalog_sync_seconds,
             pool_hosts=settings.supplier_hosts,
             idle_seconds=settings.supplier_idle_seconds,
+            idle_feed_seconds=settings.supplier_idle_feed_seconds,
+            idle_sync_seconds=settings.supplier_idle_sync_seconds,
         ),
         settlement=SettlementSettings(),
     )

@@ -68,6 +68,12 @@ class Settings(BaseSettings):
     supplier_idle_seconds: float = Field(
         default=120.0, gt=0, description="a supplier's actor unused this long is passivated"
     )
+    supplier_idle_feed_seconds: float = Field(
+        default=30.0, gt=0, description="how often an idle supplier's feeds are read (if needed)"
+    )
+    supplier_idle_sync_seconds: float = Field(
+        default=900.0, gt=0, description="how often an idle supplier's catalog is pulled"
+    )
     stock_max_age_seconds: float = Field(default=2.0, description="how stale stock may be")
     auth_cache_seconds: float = Field(
         default=1.0, description="how long an API replica trusts a cached key or grant"

@@ -111,6 +111,7 @@ def platform(
         order_hosts=2,
         sweep_seconds=0.5,
         supplier_tick_seconds=0.2,
+        supplier_idle_feed_seconds=2.0,  # (an idle supplier's feeds: tests wait for them)
         abandoned_lock_seconds=10.0,
         breaker_cooldown_seconds=1.0,
         callback_allowed_networks=["127.0.0.0/8"],  # the tests' callback receivers
