@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from sqlalchemy import event
-from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.engine.interfaces import DBAPIConnection, ExceptionContext
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -47,6 +48,7 @@ def make_engine(url: str, *, pool_size: int = 8) -> AsyncEngine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
+        event.listen(engine.sync_engine, "handle_error", _values_hidden)
         return engine
     kwargs: dict[str, Any] = {
         "pool_size": pool_size,
@@ -60,4 +62,32 @@ def make_engine(url: str, *, pool_size: int = 8) -> AsyncEngine:
         "pool_pre_ping": False,
         "hide_parameters": True,  # (as above: no personal data in error messages and logs)
     }
-    return create_async_engine(url, **kwargs)
+    engine = create_async_engine(url, **kwargs)
+    event.listen(engine.sync_engine, "handle_error", _values_hidden)
+    return engine
+
+
+# A value quoted after a colon ("…argument $3: '…'", "…type integer: \"…\""); names quoted
+# otherwise (a constraint's) stay.
+_QUOTED = re.compile(r"(?<=: )(?:'[^']*'|\"[^\"]*\")")
+
+
+def _values_hidden(context: ExceptionContext) -> None:
+    """asyncpg (and PostgreSQL) quote the offending value in some messages ("invalid input
+    for query argument $3: '+86 139…'", "invalid input syntax for type integer: \"…\""), which
+    `hide_parameters` does not reach: the quoted values are taken out of the driver's error
+    and of every error it was raised from, so a buyer's phone or name never reaches a log
+    (or a traceback) through it."""
+    seen: set[int] = set()
+    for start in (context.sqlalchemy_exception, context.original_exception):
+        _hide_quoted(start, seen)
+
+
+def _hide_quoted(err: BaseException | None, seen: set[int]) -> None:
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if err.args and isinstance(err.args[0], str):
+            hidden = _QUOTED.sub("'…'", err.args[0])
+            if hidden != err.args[0]:
+                err.args = (hidden, *err.args[1:])
+        err = err.__cause__ or err.__context__

@@ -11,7 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, case, exists, func, or_, select, update
+from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.negotiation import NegotiationKind, NegotiationStatus
@@ -331,32 +331,37 @@ class WorkRepository:
         orders in `excluding` (being delivered now) are left out before the limit."""
         index, count = shard
         c = outbox.c
+        earlier = outbox.alias("earlier")
+        # Only due rows are read (the shard's index: status, shard, due time), so a backlog
+        # of messages backing off (a receiver that is down, a tarpit) costs no round anything.
         pending = select(
             *(c[name] for name in _MESSAGE),
-            # 1 once this message or one before it of the same order is not due yet
-            func.max(case((c.next_attempt_at > now, 1), else_=0))
-            .over(partition_by=c.order_id, order_by=c.id)
-            .label("held"),
             # the due time of the order's oldest pending message: the order's place in line
             func.first_value(c.next_attempt_at)
             .over(partition_by=c.order_id, order_by=c.id)
             .label("head_at"),
-        ).where(c.status == _PENDING)
+        ).where(
+            c.status == _PENDING,
+            c.next_attempt_at <= now,
+            # an order's message waits while one before it is backing off
+            ~exists().where(
+                earlier.c.order_id == c.order_id,
+                earlier.c.status == _PENDING,
+                earlier.c.id < c.id,
+                earlier.c.next_attempt_at > now,
+            ),
+        )
         if excluding:
             pending = pending.where(c.order_id.not_in(list(excluding)))
         if count > 1:
             pending = pending.where(c.shard % count == index)
         p = pending.subquery()
-        ranked = (
-            select(
-                p,
-                func.dense_rank()
-                .over(partition_by=p.c.distributor_id, order_by=(p.c.head_at, p.c.order_id))
-                .label("share"),
-            )
-            .where(p.c.held == 0)
-            .subquery()
-        )
+        ranked = select(
+            p,
+            func.dense_rank()
+            .over(partition_by=p.c.distributor_id, order_by=(p.c.head_at, p.c.order_id))
+            .label("share"),
+        ).subquery()
         q = (
             select(*(ranked.c[name] for name in _MESSAGE))
             .where(ranked.c.share <= per_distributor)
@@ -504,10 +509,13 @@ class WorkRepository:
                 .values({cursor: last})
             )
 
-    async def pending_feed_events(self, supplier_id: str, orders: int = 500) -> list[FeedEvent]:
-        """The pending events of up to `orders` orders, every one of each order's, oldest first.
-        Orders whose events were tried least come first, so a few that cannot apply yet (their
-        order still FIXING) never hold back the others."""
+    async def pending_feed_events(
+        self, supplier_id: str, orders: int = 500, per_order: int = 50
+    ) -> list[FeedEvent]:
+        """The pending events of up to `orders` orders, the oldest `per_order` of each, oldest
+        first (a supplier that floods one order's feed costs a bounded read; the rest come in
+        later rounds). Orders whose events were tried least come first, so a few that cannot
+        apply yet (their order still FIXING) never hold back the others."""
         pending = (supplier_events.c.supplier_id == supplier_id) & (
             supplier_events.c.status == FeedEventStatus.PENDING.value
         )
@@ -522,11 +530,21 @@ class WorkRepository:
             order_ids = [r[0] for r in (await conn.execute(chosen)).all()]
             if not order_ids:
                 return []
+            numbered = (
+                select(
+                    supplier_events,
+                    func.row_number()
+                    .over(partition_by=supplier_events.c.order_id, order_by=supplier_events.c.id)
+                    .label("nth"),
+                )
+                .where(pending, supplier_events.c.order_id.in_(order_ids))
+                .subquery()
+            )
             rows = (
                 await conn.execute(
-                    select(supplier_events)
-                    .where(pending, supplier_events.c.order_id.in_(order_ids))
-                    .order_by(supplier_events.c.id)
+                    select(*(numbered.c[col.name] for col in supplier_events.c))
+                    .where(numbered.c.nth <= per_order)
+                    .order_by(numbered.c.id)
                 )
             ).all()
         return [_feed_event(r) for r in rows]

@@ -5,17 +5,21 @@ moment they exist."""
 from __future__ import annotations
 
 import stat
+import traceback
 from datetime import datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from persistence.db import make_engine
 from persistence.migrate import upgrade_async
 from persistence.orders import OrderRepository
 from showdist.settings import Settings, write_private
 from tests.integration.test_persistence import make_supplier, new_order
+from tests.support.services import PostgresServer
 
 PHONE = "+86 139 8765 4321"
 
@@ -64,3 +68,21 @@ def test_an_existing_loose_folder_is_narrowed(tmp_path: Path) -> None:
     loose.chmod(0o755)
     Settings(data_dir=loose).prepare_data_dir()
     assert _mode(loose) == 0o700
+
+
+async def test_a_value_the_driver_quotes_in_its_error_is_taken_out(
+    postgres: PostgresServer,
+) -> None:
+    """asyncpg and PostgreSQL quote the offending value in some errors (SQLite does not);
+    hide_parameters does not reach those."""
+    engine = make_engine(postgres.create_database("quoted_values"), pool_size=1)
+    try:
+        for statement in ("SELECT CAST(:phone AS integer)", "SELECT 1 + :phone"):
+            async with engine.connect() as conn:
+                with pytest.raises(DBAPIError) as failed:
+                    await conn.execute(text(statement), {"phone": PHONE})
+            shown = "".join(traceback.format_exception(failed.value))
+            assert PHONE not in shown, shown
+            assert "integer" in shown or "argument" in shown, shown  # what went wrong is said
+    finally:
+        await engine.dispose()

@@ -334,6 +334,19 @@ async def test_orders_tried_least_come_first_with_all_their_events_in_order(
     assert (both[0].attempts, both[0].last_error) == (1, "not yet: the order is FIXING")
 
 
+async def test_a_flooded_order_feed_is_read_a_bounded_slice_at_a_time(
+    platform: Platform, now: datetime
+) -> None:
+    work, sup = platform.work, platform.supplier_id
+    flood = [FeedEventIn(seq, "flooded", {}) for seq in range(1, 121)]
+    await work.store_feed_events(sup, Feed.DELIVERY, [*flood, FeedEventIn(121, "other", {})], now)
+    read = await work.pending_feed_events(sup, per_order=50)
+    assert [(e.order_id, e.seq) for e in read] == [
+        *(("flooded", seq) for seq in range(1, 51)),
+        ("other", 121),
+    ]
+
+
 # -- refunds ---------------------------------------------------------------------------------
 async def test_a_refund_while_fixing_waits_then_ends_refunded_with_exact_money(
     platform: Platform,
