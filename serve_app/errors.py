@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from actors.remote import ActorRole, ActorUnavailable
 from domain.errors import Refusal
@@ -91,15 +92,29 @@ def error_for(method: str, path: str, exc: Exception) -> JSONResponse:
     return error_response(500, "internal_error", "an unexpected error occurred")
 
 
+def allowed_methods(request: Request) -> str:
+    """The `Allow` header of a 405: every method of every route of the request's path
+    (Starlette names only those of the first route that matched the path)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        found, _ = route.matches(request.scope)
+        if found is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:
         return error_response(422, "invalid_request", describe_validation(exc))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(req: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(req)
+        return error_response(exc.status_code, code, str(exc.detail), headers or None)
 
     @app.exception_handler(Exception)
     async def _any(req: Request, exc: Exception) -> JSONResponse:
