@@ -13,8 +13,13 @@ from serve_app.errors import ApiError
 # check them; FastAPI does not).
 LIMIT: dict[str, Any] = {"minimum": 1, "maximum": 500, "description": "1-500, default 100"}
 TIME: dict[str, Any] = {
-    "format": "date-time",
-    "description": "RFC 3339, with an offset (an unencoded `+` arriving as a space is read as `+`)",
+    "anyOf": [
+        {"type": "string", "format": "date-time"},
+        {"type": "string", "maxLength": 0},  # empty: as if not given
+        {"type": "null"},
+    ],
+    "description": "RFC 3339, with an offset (an unencoded `+` arriving as a space is read as "
+    "`+`); empty: not given",
 }
 CURSOR: dict[str, Any] = {"description": "the `next_cursor` of the previous page, as it was"}
 

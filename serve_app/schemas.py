@@ -2,13 +2,27 @@
 naming it: a typo such as `callbak_url` must not be dropped silently, and a field a caller may
 not set, such as a price or a status, is not quietly ignored either), and no string in it may
 hold a control character (free text — notes, reasons, addresses — may hold tab and line
-breaks)."""
+breaks).
+
+Bodies are strict: a value is of the type its schema says, never coerced into it (no `"5"` or
+`true` for a number, no number for a time). A time is a string in RFC 3339 form (`Time`); the
+route that takes it says whether it needs an offset."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 from domain.callback_urls import CallbackUrlRefused, parse_callback_url
 from domain.text import control_character
@@ -31,10 +45,43 @@ def _refuse_controls(value: Any, free_text: bool) -> Any:
     return value
 
 
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})?", re.ASCII
+)
+
+
+_FIRST = datetime(1, 1, 2, tzinfo=UTC)
+_LAST = datetime(9999, 12, 30, tzinfo=UTC)
+
+
+def _rfc3339(value: Any) -> Any:
+    """A time read from RFC 3339 text only (pydantic alone would also take a number, or
+    digits, as a Unix time, and a bare date)."""
+    if value is None:
+        return None
+    if not (isinstance(value, str) and _RFC3339.fullmatch(value)):
+        raise ValueError("must be an RFC 3339 time, such as 2026-11-25T10:00:00+08:00")
+    parsed = datetime.fromisoformat(value.upper())
+    if parsed.tzinfo is not None:
+        # Within a day of the ends of the calendar a time cannot be shown in every zone (the
+        # platform's, in its answers): such a time is refused, not stored.
+        try:
+            utc = parsed.astimezone(UTC)
+        except OverflowError:
+            utc = None
+        if utc is None or not _FIRST <= utc <= _LAST:
+            raise ValueError("out of range")
+    return parsed
+
+
+# A time in a body (documented as `format: date-time`).
+Time = Annotated[datetime, BeforeValidator(_rfc3339)]
+
+
 class Body(BaseModel):
     """The base of every request body."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     # Fields whose text may hold tab, line feed and carriage return.
     FREE_TEXT: ClassVar[frozenset[str]] = frozenset()
 
