@@ -18,6 +18,9 @@ class OrderHostSettings:
     sweep_seconds: float = 5.0
     abandoned_lock_seconds: float = 60.0  # a NEW order older than this lost its lock call
     platform_seed_b64: str = field(default="", repr=False)  # signs callbacks
+    # Seals real-name attendees on the order's row (persistence/identity.py); "" in tests
+    # that make no real-name order.
+    identity_key_b64: str = field(default="", repr=False)
     # The callback courier (actors/callbacks.py).
     callback_deadline_seconds: float = 10.0  # a delivery's whole time: connect, send, answer
     callback_max_attempts: int = 12  # failed attempts, then the message is dead
@@ -60,9 +63,9 @@ class PlatformConfig:
     settlement: SettlementSettings = SettlementSettings()
 
     def without_signing_key(self) -> PlatformConfig:
-        """The configuration for actors that sign nothing (supplier and settlement actors):
-        the callback signing seed stays with the order hosts."""
-        return replace(self, hosts=replace(self.hosts, platform_seed_b64=""))
+        """The configuration for actors that sign and seal nothing (supplier and settlement
+        actors): the callback signing seed and the attendees' key stay with the order hosts."""
+        return replace(self, hosts=replace(self.hosts, platform_seed_b64="", identity_key_b64=""))
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from actors.config import SupplierActorConfig
+from domain.identity import Attendee
 from domain.negotiation import NegotiationKind, PollingPolicy
 from domain.order import DeliveryMethod, IssuedTicket
 from domain.replies import OrderReply
@@ -51,6 +52,9 @@ class CreateOrder:
     callback_url: str | None
     request_hash: str
     lock_seconds: int | None = None
+    # Real-name sessions: one attendee per ticket, and the session's limit per document.
+    attendees: tuple[Attendee, ...] = ()
+    tickets_per_id: int = 0
 
 
 # What an order's actor answers a negotiation's answer or a timer: the order's status after
@@ -112,10 +116,17 @@ class SupplierCalls(Protocol):
     """What an order's actor asks of its supplier (through the supplier's actor)."""
 
     async def lock(
-        self, order_id: str, session_ref: str, tier_ref: str, quantity: int
+        self,
+        order_id: str,
+        session_ref: str,
+        tier_ref: str,
+        quantity: int,
+        attendees: tuple[Attendee, ...] = (),
     ) -> CallResult[LockInfo]: ...
     async def release(self, order_id: str) -> CallResult[None]: ...
-    async def issue(self, order_id: str) -> CallResult[IssueInfo]: ...
+    async def issue(
+        self, order_id: str, attendees: tuple[Attendee, ...] = ()
+    ) -> CallResult[IssueInfo]: ...
     async def query_issue(self, order_id: str) -> CallResult[IssueInfo]: ...
     async def refund(self, order_id: str) -> CallResult[RefundInfo]: ...
     async def query_refund(self, order_id: str) -> CallResult[RefundInfo]: ...
@@ -171,10 +182,18 @@ class SupplierHostCalls(Protocol):
     supplier's view of it), and the host's own."""
 
     async def lock(
-        self, supplier_id: str, order_id: str, session_ref: str, tier_ref: str, quantity: int
+        self,
+        supplier_id: str,
+        order_id: str,
+        session_ref: str,
+        tier_ref: str,
+        quantity: int,
+        attendees: tuple[Attendee, ...] = (),
     ) -> CallResult[LockInfo]: ...
     async def release(self, supplier_id: str, order_id: str) -> CallResult[None]: ...
-    async def issue(self, supplier_id: str, order_id: str) -> CallResult[IssueInfo]: ...
+    async def issue(
+        self, supplier_id: str, order_id: str, attendees: tuple[Attendee, ...] = ()
+    ) -> CallResult[IssueInfo]: ...
     async def query_issue(self, supplier_id: str, order_id: str) -> CallResult[IssueInfo]: ...
     async def refund(self, supplier_id: str, order_id: str) -> CallResult[RefundInfo]: ...
     async def query_refund(self, supplier_id: str, order_id: str) -> CallResult[RefundInfo]: ...

@@ -10,6 +10,7 @@ compare-and-set on the order's version) before the actor replies. Replies are
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import os
 import time
@@ -49,6 +50,7 @@ from domain.replies import (
 from domain.status import DeliveryStatus, InvalidTransition, OrderStatus
 from persistence.catalog import CatalogRepository
 from persistence.db import make_engine
+from persistence.identity import IdentityVault
 from persistence.orders import OrderRepository
 from persistence.work import WorkRepository
 from suppliers.gateway import CallResult, IssueInfo, Outcome, RefundInfo
@@ -100,6 +102,8 @@ def _new_order(cmd: CreateOrder, now: datetime) -> Order:
         buyer=dict(cmd.buyer),
         delivery_address=cmd.delivery_address,
         callback_url=cmd.callback_url,
+        attendees=cmd.attendees,
+        tickets_per_id=cmd.tickets_per_id,
     )
     order.begin(now)
     return order
@@ -180,7 +184,9 @@ class OrderActor:
             self._order = order
             supplier = await self._supplier(order)
             result = await _guarded(
-                supplier.lock(cmd.order_id, cmd.session_ref, cmd.tier_ref, cmd.quantity)
+                supplier.lock(
+                    cmd.order_id, cmd.session_ref, cmd.tier_ref, cmd.quantity, order.attendees
+                )
             )
             now = self._clock()
             if result.outcome is Outcome.DONE and result.value is not None:
@@ -217,7 +223,7 @@ class OrderActor:
             supplier = await self._supplier(order)
             order.start_fixing(now)
             await self._save(order)  # FIXING is on disk before the supplier hears of it
-            result = await _guarded(supplier.issue(order.id))
+            result = await _guarded(supplier.issue(order.id, order.attendees))
             await self._issue_answered(order, supplier, result, closes=None)
             return issue_reply(order)
 
@@ -543,6 +549,10 @@ class OrderHostCore:
         return len(self._actors)
 
 
+def _vault(key_b64: str) -> IdentityVault | None:
+    return IdentityVault(base64.b64decode(key_b64)) if key_b64 else None
+
+
 class OrderHost(OrderHostCore):
     """A Ray actor hosting many order actors (`OrderHostCalls`). Async: different orders run
     concurrently; one order's messages are serialised by its own mailbox. On (re)start it
@@ -552,7 +562,9 @@ class OrderHost(OrderHostCore):
         settings = platform.hosts
         engine = make_engine(platform.database_url, pool_size=settings.db_pool_size)
         super().__init__(
-            OrderRepository(engine, tz=ZoneInfo(platform.timezone)),
+            OrderRepository(
+                engine, tz=ZoneInfo(platform.timezone), vault=_vault(settings.identity_key_b64)
+            ),
             RaySupplierDirectory(CatalogRepository(engine), platform),
             lock_ttl=timedelta(seconds=settings.lock_ttl_seconds),
             idle_seconds=settings.idle_seconds,

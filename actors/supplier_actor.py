@@ -44,6 +44,7 @@ from actors.runtime import every
 from actors.supplier_service import SupplierService
 from actors.supplier_work import SupplierWorker
 from domain.circuit import CircuitBreaker
+from domain.identity import Attendee
 from domain.negotiation import PollingPolicy
 from persistence.catalog import RETIRED, CatalogRepository, Supplier, SupplierPlacement
 from persistence.db import make_engine
@@ -349,15 +350,24 @@ class SupplierHost:
 
     # -- SupplierActorCalls, the supplier's id first ---------------------------------------
     async def lock(
-        self, supplier_id: str, order_id: str, session_ref: str, tier_ref: str, quantity: int
+        self,
+        supplier_id: str,
+        order_id: str,
+        session_ref: str,
+        tier_ref: str,
+        quantity: int,
+        attendees: tuple[Attendee, ...] = (),
     ) -> CallResult[LockInfo]:
-        return await (await self._use(supplier_id)).lock(order_id, session_ref, tier_ref, quantity)
+        actor = await self._use(supplier_id)
+        return await actor.lock(order_id, session_ref, tier_ref, quantity, attendees)
 
     async def release(self, supplier_id: str, order_id: str) -> CallResult[None]:
         return await (await self._use(supplier_id)).release(order_id)
 
-    async def issue(self, supplier_id: str, order_id: str) -> CallResult[IssueInfo]:
-        return await (await self._use(supplier_id)).issue(order_id)
+    async def issue(
+        self, supplier_id: str, order_id: str, attendees: tuple[Attendee, ...] = ()
+    ) -> CallResult[IssueInfo]:
+        return await (await self._use(supplier_id)).issue(order_id, attendees)
 
     async def query_issue(self, supplier_id: str, order_id: str) -> CallResult[IssueInfo]:
         return await (await self._use(supplier_id)).query_issue(order_id)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from actors.interfaces import SupplierCalls, SupplierStats
 from domain.circuit import CircuitBreaker
+from domain.identity import Attendee
 from domain.negotiation import PollingPolicy, SupplierHealth, polling_policy
 from suppliers.gateway import (
     CallResult,
@@ -100,7 +101,12 @@ class SupplierService:
         return result
 
     async def lock(
-        self, order_id: str, session_ref: str, tier_ref: str, quantity: int
+        self,
+        order_id: str,
+        session_ref: str,
+        tier_ref: str,
+        quantity: int,
+        attendees: tuple[Attendee, ...] = (),
     ) -> CallResult[LockInfo]:
         # Before payment we fail fast: an open circuit or a saturated supplier answers at once
         # without calling it (and without holding anything there).
@@ -114,7 +120,7 @@ class SupplierService:
         self._in_flight += 1
         started = time.perf_counter()
         try:
-            result = await self._gateway.lock(order_id, session_ref, tier_ref, quantity)
+            result = await self._gateway.lock(order_id, session_ref, tier_ref, quantity, attendees)
         finally:
             self._in_flight -= 1
             self._slots.release()
@@ -125,9 +131,11 @@ class SupplierService:
     async def release(self, order_id: str) -> CallResult[None]:
         return await self._call(lambda: self._gateway.release(order_id))
 
-    async def issue(self, order_id: str) -> CallResult[IssueInfo]:
+    async def issue(
+        self, order_id: str, attendees: tuple[Attendee, ...] = ()
+    ) -> CallResult[IssueInfo]:
         # Not short-circuited: the buyer has paid, and a refused call is worse than a slow one.
-        return await self._call(lambda: self._gateway.issue(order_id))
+        return await self._call(lambda: self._gateway.issue(order_id, attendees))
 
     async def query_issue(self, order_id: str) -> CallResult[IssueInfo]:
         return await self._call(lambda: self._gateway.query_issue(order_id))

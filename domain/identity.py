@@ -29,7 +29,11 @@ from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 
+from domain.errors import Refusal
+
 __all__ = [
+    "Attendee",
+    "AttendeeLimit",
     "Document",
     "DocumentInvalid",
     "IdType",
@@ -86,6 +90,49 @@ class Document:
     @property
     def masked(self) -> str:
         return mask_number(self.number)
+
+
+@dataclass(frozen=True, slots=True)
+class Attendee:
+    """Who a real-name ticket is for: the name on the document, and the document."""
+
+    name: str
+    document: Document
+
+    def masked(self) -> dict[str, str]:
+        """As replies, callbacks and ops views show it."""
+        return {
+            "name": self.name,
+            "id_type": self.document.id_type.value,
+            "id_number": self.document.masked,
+        }
+
+    def whole(self) -> dict[str, str]:
+        """As the supplier receives it (the gate checks the document)."""
+        return {
+            "name": self.name,
+            "id_type": self.document.id_type.value,
+            "id_number": self.document.number,
+        }
+
+    @classmethod
+    def from_whole(cls, raw: dict[str, str]) -> Attendee:
+        return cls(raw["name"], Document(IdType(raw["id_type"]), raw["id_number"]))
+
+
+class AttendeeLimit(Refusal):
+    """The attendee's document already holds as many tickets of the session as it may."""
+
+    def __init__(self, index: int, tickets_per_id: int) -> None:
+        super().__init__(
+            f"attendees[{index}]: this document already holds {tickets_per_id} ticket(s)"
+            " of the session"
+        )
+        self.index = index
+        self.tickets_per_id = tickets_per_id
+
+    def __reduce__(self) -> tuple[type[AttendeeLimit], tuple[int, int]]:
+        return (type(self), (self.index, self.tickets_per_id))
 
 
 def normalise_number(raw: str) -> str:

@@ -17,6 +17,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from domain.identity import Attendee
 from domain.money import Money
 from domain.negotiation import NegotiationKind, PollingPolicy, Resolution
 from domain.status import DeliveryStatus, InvalidTransition, OrderStatus, transition
@@ -25,6 +26,10 @@ from domain.status import DeliveryStatus, InvalidTransition, OrderStatus, transi
 ISSUED_STATUSES = frozenset(
     {OrderStatus.FIXED, OrderStatus.REFUNDING, OrderStatus.REFUNDED, OrderStatus.REFUND_FAIL}
 )
+
+
+# Statuses in which an order no longer holds its attendees' documents (terminal: once).
+FREES_DOCUMENTS = frozenset({OrderStatus.CANCELED, OrderStatus.LOCK_FAILED, OrderStatus.REFUNDED})
 
 
 class DeliveryMethod(StrEnum):
@@ -112,8 +117,17 @@ class DeliveryChanged:
     at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class DocumentsFreed:
+    """A real-name order let its seats go (CANCELED, LOCK_FAILED, REFUNDED): its attendees'
+    documents may buy tickets of the session again."""
+
+    at: datetime
+
+
 Fact = (
     Moved
+    | DocumentsFreed
     | TicketsIssued
     | SeatsToRelease
     | NegotiationOpened
@@ -156,6 +170,10 @@ class Order:
     failure_reason: str | None = None
     tickets: tuple[IssuedTicket, ...] = ()
     history: list[HistoryEntry] = field(default_factory=list)
+    # Real-name tickets: one attendee per ticket, whose documents hold at most
+    # `tickets_per_id` tickets of the session across every distributor (0: not real-name).
+    attendees: tuple[Attendee, ...] = ()
+    tickets_per_id: int = 0
     version: int = 0
     # Facts recorded by the moves made since the order was loaded; the repository writes
     # their rows with the move and clears them.
@@ -207,6 +225,8 @@ class Order:
         kind = _NEGOTIATING.get(self.status)
         self.status = transition(self.status, target)
         self._entry(HistoryEntry(target, now, reason))
+        if self.attendees and target in FREES_DOCUMENTS:
+            self.facts.append(DocumentsFreed(now))
         if closes is not None:
             assert kind is not None, "only an order in flight with the supplier negotiates"
             self.facts.append(NegotiationClosed(kind, closes, now))

@@ -10,16 +10,18 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.callbacks import callbacks_implied, courier_shard
 from domain.flows import flows_implied
+from domain.identity import AttendeeLimit
 from domain.negotiation import OPEN_NEGOTIATION, NegotiationStatus
 from domain.order import (
     DeliveryChanged,
     DeliveryMethod,
+    DocumentsFreed,
     Fact,
     HistoryEntry,
     IssuedTicket,
@@ -33,8 +35,10 @@ from domain.order import (
 )
 from domain.status import DeliveryStatus, OrderStatus
 from persistence.db import again_if_dropped
+from persistence.identity import IdentityVault
 from persistence.ledger import insert_ignore, write_flows
 from persistence.tables import (
+    document_claims,
     negotiations,
     order_history,
     orders,
@@ -97,9 +101,24 @@ def _row_values(order: Order) -> dict[str, Any]:
 
 
 class OrderRepository:
-    def __init__(self, engine: AsyncEngine, *, tz: tzinfo = UTC) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, tz: tzinfo = UTC, vault: IdentityVault | None = None
+    ) -> None:
         self._engine = engine
         self._tz = tz  # the platform's time zone: flows are booked into its calendar days
+        self._vault = vault  # real-name attendees: sealed on the row, claimed by keyed hash
+
+    def _vault_for(self, order_id: str) -> IdentityVault:
+        if self._vault is None:
+            raise RuntimeError(f"order {order_id} has attendees and this process has no key")
+        return self._vault
+
+    def _order(self, m: Any, hist: Sequence[Any], tix: Sequence[Any]) -> Order:
+        order = _to_order(m, hist, tix)
+        sealed = m["attendees_sealed"]
+        if sealed is not None:
+            order.attendees = self._vault_for(order.id).open(order.id, sealed)
+        return order
 
     async def get(self, order_id: str) -> Order | None:
         key = {"b_id": order_id}
@@ -109,7 +128,7 @@ class OrderRepository:
                 return None
             hist = (await conn.execute(_SELECT_HISTORY, key)).all()
             tix = (await conn.execute(_SELECT_TICKETS, key)).all()
-        return _to_order(row._mapping, hist, tix)
+        return self._order(row._mapping, hist, tix)
 
     async def get_many(self, order_ids: Sequence[str]) -> list[Order]:
         """Load a batch of orders whole in three queries; ids not found are left out, and the
@@ -144,7 +163,7 @@ class OrderRepository:
         tix: dict[str, list[Any]] = {}
         for t in tix_rows:
             tix.setdefault(t.order_id, []).append(t)
-        by_id = {r.id: _to_order(r._mapping, hist.get(r.id, []), tix.get(r.id, [])) for r in rows}
+        by_id = {r.id: self._order(r._mapping, hist.get(r.id, []), tix.get(r.id, [])) for r in rows}
         return [by_id[i] for i in ids if i in by_id]
 
     async def insert_new(self, order: Order) -> bool:
@@ -168,12 +187,19 @@ class OrderRepository:
             "request_hash": order.request_hash,
             "version": order.version,
             "created_at": order.created_at,
+            "attendees_sealed": (
+                self._vault_for(order.id).seal(order.id, order.attendees)
+                if order.attendees
+                else None
+            ),
+            "tickets_per_id": order.tickets_per_id,
             **_row_values(order),
         }
 
         async def write() -> None:
             async with self._engine.begin() as conn:
                 await conn.execute(_INSERT_ORDER, values)
+                await self._claim_documents(conn, order)
                 await self._write_facts(conn, order, first_seq=0)
 
         try:
@@ -186,6 +212,38 @@ class OrderRepository:
             return False
         order.facts.clear()
         return True
+
+    async def _claim_documents(self, conn: AsyncConnection, order: Order) -> None:
+        """Each attendee's document takes one of its `tickets_per_id` slots of the session, in
+        the transaction that writes the NEW order: with none free, AttendeeLimit (naming the
+        attendee) and nothing is written. Two creates racing for a document's last slot meet
+        on the claims' primary key: the database lets one through."""
+        if not order.attendees:
+            return
+        vault = self._vault_for(order.id)
+        for index, attendee in enumerate(order.attendees):
+            document = vault.claim_key(attendee.document)
+            for slot in range(max(1, order.tickets_per_id)):
+                claimed = await conn.execute(
+                    insert_ignore(conn, document_claims),
+                    {
+                        "session_id": order.session_id,
+                        "document": document,
+                        "slot": slot,
+                        "order_id": order.id,
+                        "attendee_index": index,
+                    },
+                )
+                if claimed.rowcount == 1:
+                    break
+            else:
+                raise AttendeeLimit(index, max(1, order.tickets_per_id))
+
+    async def documents_held(self, session_id: str) -> int:
+        """How many tickets of a session hold a document (ops and tests)."""
+        q = select(func.count()).where(document_claims.c.session_id == session_id)
+        async with self._engine.connect() as conn:
+            return int(await conn.scalar(q) or 0)
 
     async def _exists(self, order: Order) -> bool:
         q = select(orders.c.id).where(
@@ -300,6 +358,10 @@ class OrderRepository:
                     )
                 case DeliveryChanged():
                     pass  # the order row carries it; its callback is derived below
+                case DocumentsFreed():
+                    await conn.execute(
+                        delete(document_claims).where(document_claims.c.order_id == order.id)
+                    )
         if history:
             await conn.execute(_INSERT_HISTORY, history)
         due = flows_implied(order, facts)
@@ -455,5 +517,6 @@ def _to_order(m: Any, hist: Sequence[Any], tix: Sequence[Any]) -> Order:
         failure_reason=m["failure_reason"],
         tickets=tuple(IssuedTicket(t.code, t.seat) for t in tix),
         history=history,
+        tickets_per_id=m["tickets_per_id"],
         version=m["version"],
     )

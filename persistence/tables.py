@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     ForeignKey,
     Index,
@@ -14,6 +15,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 from persistence.types import BigIntPK, UtcDateTime
@@ -73,6 +75,10 @@ sessions = Table(
     Column("starts_at", UtcDateTime, nullable=False),
     Column("status", String(20), nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # Real-name tickets (实名制): one attendee per ticket, each document at most
+    # `tickets_per_id` tickets of the session across every distributor.
+    Column("real_name_required", Boolean, nullable=False, server_default=false()),
+    Column("tickets_per_id", Integer, nullable=False, server_default="1"),
     UniqueConstraint("show_id", "ref", name="uq_sessions_show_ref"),
 )
 
@@ -158,6 +164,10 @@ orders = Table(
     Column("buyer", JSON, nullable=False),
     Column("delivery_address", Text, nullable=True),
     Column("callback_url", Text, nullable=True),
+    # Real-name orders: the attendees sealed (persistence/identity.py), and the session's
+    # limit per document when the order was made (0: not a real-name order).
+    Column("attendees_sealed", Text, nullable=True),
+    Column("tickets_per_id", Integer, nullable=False, server_default="0"),
     Column("request_hash", String(64), nullable=False),
     Column("lock_expires_at", UtcDateTime, nullable=True),
     Column("supplier_lock_ref", String(120), nullable=True),
@@ -181,6 +191,19 @@ order_history = Table(
     Column("at", UtcDateTime, nullable=False),
     Column("reason", Text, nullable=True),
     UniqueConstraint("order_id", "seq", name="uq_order_history_order_seq"),
+)
+
+# A real-name order's attendees' documents, as keyed hashes (persistence/identity.py): one row
+# per ticket, in one of the document's `tickets_per_id` slots of the session; the primary key
+# is the rule. Deleted when the order lets its seats go.
+document_claims = Table(
+    "document_claims",
+    metadata,
+    Column("session_id", String(40), primary_key=True),
+    Column("document", String(64), primary_key=True),
+    Column("slot", Integer, primary_key=True),
+    Column("order_id", String(60), ForeignKey("orders.id"), nullable=False, index=True),
+    Column("attendee_index", Integer, nullable=False),
 )
 
 tickets = Table(

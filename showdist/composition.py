@@ -15,6 +15,7 @@ from actors.config import (
     SettlementSettings,
     SupplierSettings,
 )
+from persistence.identity import identity_key
 from showdist.settings import Settings
 
 
@@ -32,6 +33,9 @@ def platform_config(settings: Settings) -> PlatformConfig:
             sweep_seconds=settings.sweep_seconds,
             abandoned_lock_seconds=settings.abandoned_lock_seconds,
             platform_seed_b64=base64.b64encode(settings.resolved_platform_seed()).decode(),
+            identity_key_b64=base64.b64encode(
+                identity_key(settings.resolved_master_key())
+            ).decode(),
             callback_deadline_seconds=settings.callback_deadline_seconds,
             callback_max_attempts=settings.callback_max_attempts,
             callback_max_age_seconds=settings.callback_max_age_seconds,

@@ -15,10 +15,13 @@ process boundaries. Money is an integer number of minor units; there are no floa
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Generic, Protocol, TypeVar
+
+from domain.identity import Attendee
 
 __all__ = [
     "CallResult",
@@ -126,6 +129,10 @@ class CatalogSession:
     starts_at: datetime
     status: str
     tiers: tuple[CatalogTier, ...]
+    # Real-name tickets (实名制): a lock names one attendee per ticket, and one document
+    # holds at most `tickets_per_id` tickets of the session.
+    real_name_required: bool = False
+    tickets_per_id: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,12 +166,22 @@ class CallResult(Generic[T]):
 
 class SupplierGateway(Protocol):
     async def lock(
-        self, order_id: str, session_ref: str, tier_ref: str, quantity: int
-    ) -> CallResult[LockInfo]: ...
+        self,
+        order_id: str,
+        session_ref: str,
+        tier_ref: str,
+        quantity: int,
+        attendees: Sequence[Attendee] = (),
+    ) -> CallResult[LockInfo]:
+        """`attendees`: one per ticket for a real-name session (whole: the gate checks the
+        documents), else none."""
+        ...
 
     async def release(self, order_id: str) -> CallResult[None]: ...
 
-    async def issue(self, order_id: str) -> CallResult[IssueInfo]: ...
+    async def issue(
+        self, order_id: str, attendees: Sequence[Attendee] = ()
+    ) -> CallResult[IssueInfo]: ...
 
     async def query_issue(self, order_id: str) -> CallResult[IssueInfo]:
         """DONE = issued (with the tickets); FAILED = definitely not issued and nothing in

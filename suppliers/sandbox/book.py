@@ -84,6 +84,8 @@ class Session:
     starts_at: str
     status: str
     tiers: dict[str, Tier]
+    real_name_required: bool = False  # 实名制: a lock names one attendee per ticket
+    tickets_per_id: int = 1
 
 
 @dataclass(slots=True)
@@ -106,6 +108,7 @@ class Hold:
     tier_ref: str
     quantity: int
     status: HoldStatus
+    attendees: tuple[tuple[str, str, str], ...] = ()  # (name, id_type, id_number) per ticket
 
 
 @dataclass(slots=True)
@@ -197,6 +200,8 @@ class SupplierBook:
                             "ref": ses.ref,
                             "starts_at": ses.starts_at,
                             "status": ses.status,
+                            "real_name_required": ses.real_name_required,
+                            "tickets_per_id": ses.tickets_per_id,
                             "tiers": [
                                 {
                                     "ref": t.ref,
@@ -226,7 +231,14 @@ class SupplierBook:
 
     # -- commands -------------------------------------------------------------------------
 
-    def lock(self, order_id: str, session_ref: str, tier_ref: str, quantity: int) -> Reply:
+    def lock(
+        self,
+        order_id: str,
+        session_ref: str,
+        tier_ref: str,
+        quantity: int,
+        attendees: tuple[tuple[str, str, str], ...] = (),
+    ) -> Reply:
         hold = self.holds.get(order_id)
         if hold is not None:
             if (hold.session_ref, hold.tier_ref, hold.quantity) != (
@@ -246,6 +258,10 @@ class SupplierBook:
             return refusal(404, "not_found", f"unknown tier {tier_ref!r} in this session")
         if session.status != "online" or self.shows[session.show_ref].status != "online":
             return refusal(409, "refused", "the session is not on sale")
+        if session.real_name_required and len(attendees) != quantity:
+            return refusal(
+                422, "invalid_request", "a real-name session's lock names one attendee per ticket"
+            )
         if tier.available < quantity:
             return refusal(409, "sold_out", f"only {tier.available} left")
         tier.available -= quantity
@@ -253,7 +269,7 @@ class SupplierBook:
         self._lock_seq += 1
         lock_ref = f"sbxlk_{self._lock_seq:08d}"
         self.holds[order_id] = Hold(
-            order_id, lock_ref, session_ref, tier_ref, quantity, HoldStatus.HELD
+            order_id, lock_ref, session_ref, tier_ref, quantity, HoldStatus.HELD, attendees
         )
         self.counters.locks_performed += 1
         return 200, {"lock_ref": lock_ref}
@@ -285,12 +301,16 @@ class SupplierBook:
         tier = self._tier(hold)
         tier.locked -= hold.quantity
         tier.sold += hold.quantity
-        tickets = []
-        for _ in range(hold.quantity):
+        tickets: list[dict[str, Any]] = []
+        for i in range(hold.quantity):
             self._ticket_seq += 1
             tier.seat_seq += 1
             code = f"SBX{self._ticket_seq:08d}{self._rng.getrandbits(32):08X}"
-            tickets.append({"code": code, "seat": f"{tier.name} {tier.seat_seq}号"})
+            ticket: dict[str, Any] = {"code": code, "seat": f"{tier.name} {tier.seat_seq}号"}
+            if hold.attendees:  # a real-name ticket names its attendee (checked at the gate)
+                name, id_type, id_number = hold.attendees[i]
+                ticket["attendee"] = {"name": name, "id_type": id_type, "id_number": id_number}
+            tickets.append(ticket)
         hold.status = HoldStatus.ISSUED
         issued = Issued(tickets, self._clock().isoformat())
         self.issues[order_id] = issued
@@ -485,12 +505,20 @@ def _parse_catalog(spec: object) -> dict[str, Show]:
                     raise CatalogError(f"{ses_where}.tiers[{k}].ref: duplicate tier {tier.ref!r}")
                 tier_refs.add(tier.ref)
                 tiers[tier.ref] = tier
+            real_name = ses.get("real_name_required", False)
+            if not isinstance(real_name, bool):
+                raise CatalogError(f"{ses_where}.real_name_required must be a boolean")
+            per_id = ses.get("tickets_per_id", 1)
+            if type(per_id) is not int or not 1 <= per_id <= 10:
+                raise CatalogError(f"{ses_where}.tickets_per_id must be an integer from 1 to 10")
             sessions[ses_ref] = Session(
                 ses_ref,
                 ref,
                 _time(ses, "starts_at", ses_where),
                 _status(ses, ses_where),
                 tiers,
+                real_name,
+                per_id,
             )
         shows[ref] = Show(
             ref,

@@ -38,7 +38,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -46,6 +46,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from domain.identity import Attendee
 from suppliers.gateway import (
     CallResult,
     Catalog,
@@ -130,14 +131,21 @@ class SandboxGateway:
     # -- SupplierGateway ------------------------------------------------------------------
 
     async def lock(
-        self, order_id: str, session_ref: str, tier_ref: str, quantity: int
+        self,
+        order_id: str,
+        session_ref: str,
+        tier_ref: str,
+        quantity: int,
+        attendees: Sequence[Attendee] = (),
     ) -> CallResult[LockInfo]:
-        body = {
+        body: dict[str, Any] = {
             "order_id": order_id,
             "session_ref": session_ref,
             "tier_ref": tier_ref,
             "quantity": quantity,
         }
+        if attendees:
+            body["attendees"] = [a.whole() for a in attendees]
         answer, latency = await self._exchange("POST", "/locks", body=body)
         return _command(answer, latency, _lock_info)
 
@@ -145,8 +153,13 @@ class SandboxGateway:
         answer, latency = await self._exchange("DELETE", f"/locks/{_segment(order_id)}")
         return _command(answer, latency, _nothing)
 
-    async def issue(self, order_id: str) -> CallResult[IssueInfo]:
-        answer, latency = await self._exchange("POST", "/issues", body={"order_id": order_id})
+    async def issue(
+        self, order_id: str, attendees: Sequence[Attendee] = ()
+    ) -> CallResult[IssueInfo]:
+        body: dict[str, Any] = {"order_id": order_id}
+        if attendees:
+            body["attendees"] = [a.whole() for a in attendees]
+        answer, latency = await self._exchange("POST", "/issues", body=body)
         return _command(answer, latency, _issue_info)
 
     async def query_issue(self, order_id: str) -> CallResult[IssueInfo]:
@@ -428,11 +441,16 @@ def _show(raw: Any) -> CatalogShow:
 
 
 def _session(raw: Any) -> CatalogSession:
+    real_name = raw.get("real_name_required", False)
+    if not isinstance(real_name, bool):
+        raise TypeError("real_name_required must be a boolean")
     return CatalogSession(
         ref=_str(raw["ref"]),
         starts_at=_time(raw["starts_at"]),
         status=_str(raw["status"]),
         tiers=tuple(_tier(t) for t in _list(raw["tiers"])),
+        real_name_required=real_name,
+        tickets_per_id=_int(raw.get("tickets_per_id", 1)),
     )
 
 

@@ -120,10 +120,17 @@ class SandboxSupplier:
 
     # -- supplier operations ----------------------------------------------------------------
 
-    async def lock(self, order_id: str, session_ref: str, tier_ref: str, quantity: int) -> Reply:
+    async def lock(
+        self,
+        order_id: str,
+        session_ref: str,
+        tier_ref: str,
+        quantity: int,
+        attendees: tuple[tuple[str, str, str], ...] = (),
+    ) -> Reply:
         return await self._run(
             "lock",
-            lambda: self.book.lock(order_id, session_ref, tier_ref, quantity),
+            lambda: self.book.lock(order_id, session_ref, tier_ref, quantity, attendees),
             order_id=order_id,
         )
 
@@ -343,7 +350,8 @@ def create_app(*, demo: bool = False, supplier: SandboxSupplier | None = None) -
         quantity = body.get("quantity")
         if type(quantity) is not int or not 0 < quantity <= MAX_QUANTITY:
             raise BadRequest(f"quantity must be an integer from 1 to {MAX_QUANTITY}")
-        return _respond(await sandbox.lock(order_id, session_ref, tier_ref, quantity))
+        attendees = _attendees(body.get("attendees", []))
+        return _respond(await sandbox.lock(order_id, session_ref, tier_ref, quantity, attendees))
 
     async def release(request: Request) -> Response:
         order_id = _ref(request.path_params["order_id"], "order_id")
@@ -466,3 +474,18 @@ def create_app(*, demo: bool = False, supplier: SandboxSupplier | None = None) -
     app = Starlette(routes=routes)
     app.state.sandbox = sandbox
     return app
+
+
+def _attendees(raw: Any) -> tuple[tuple[str, str, str], ...]:
+    """A lock's attendees: [{"name", "id_type", "id_number"}], each a non-empty string."""
+    if not isinstance(raw, list) or len(raw) > MAX_QUANTITY:
+        raise BadRequest(f"attendees must be a list of at most {MAX_QUANTITY}")
+    out = []
+    for i, a in enumerate(raw):
+        if not isinstance(a, dict):
+            raise BadRequest(f"attendees[{i}] must be an object")
+        fields = tuple(a.get(k) for k in ("name", "id_type", "id_number"))
+        if not all(isinstance(f, str) and 0 < len(f) <= 200 for f in fields):
+            raise BadRequest(f"attendees[{i}]: name, id_type and id_number are needed")
+        out.append((str(fields[0]), str(fields[1]), str(fields[2])))
+    return tuple(out)

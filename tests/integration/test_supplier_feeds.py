@@ -10,7 +10,7 @@ it was."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -23,6 +23,7 @@ from actors.interfaces import CreateOrder, OrderHostCalls, SupplierCalls
 from actors.order_actor import OrderHostCore
 from actors.supplier_service import SupplierService
 from actors.supplier_work import SupplierWorker
+from domain.identity import Attendee
 from domain.ids import order_id_for
 from domain.negotiation import NegotiationKind, PollingPolicy
 from domain.order import DeliveryMethod
@@ -61,14 +62,21 @@ class FakeSupplier:
     refund_answer: CallResult[RefundInfo] = UNKNOWN
 
     async def lock(
-        self, order_id: str, session_ref: str, tier_ref: str, quantity: int
+        self,
+        order_id: str,
+        session_ref: str,
+        tier_ref: str,
+        quantity: int,
+        attendees: tuple[Attendee, ...] = (),
     ) -> CallResult[LockInfo]:
         return CallResult(Outcome.DONE, LockInfo(f"L-{order_id}"))
 
     async def release(self, order_id: str) -> CallResult[None]:
         return CallResult(Outcome.DONE)
 
-    async def issue(self, order_id: str) -> CallResult[IssueInfo]:
+    async def issue(
+        self, order_id: str, attendees: tuple[Attendee, ...] = ()
+    ) -> CallResult[IssueInfo]:
         return self.issue_answer
 
     async def query_issue(self, order_id: str) -> CallResult[IssueInfo]:
@@ -116,14 +124,21 @@ class FakeFeeds:
         return CallResult(Outcome.DONE, [e for e in self.deliveries if e.seq > since_seq])
 
     async def lock(
-        self, order_id: str, session_ref: str, tier_ref: str, quantity: int
+        self,
+        order_id: str,
+        session_ref: str,
+        tier_ref: str,
+        quantity: int,
+        attendees: Sequence[Attendee] = (),
     ) -> CallResult[LockInfo]:
         raise NotImplementedError
 
     async def release(self, order_id: str) -> CallResult[None]:
         raise NotImplementedError
 
-    async def issue(self, order_id: str) -> CallResult[IssueInfo]:
+    async def issue(
+        self, order_id: str, attendees: Sequence[Attendee] = ()
+    ) -> CallResult[IssueInfo]:
         raise NotImplementedError
 
     async def query_issue(self, order_id: str) -> CallResult[IssueInfo]:
