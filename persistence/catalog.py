@@ -66,6 +66,8 @@ class TierForSale:
     show_status: str
     session_status: str
     item: CatalogItem
+    real_name_required: bool = False
+    tickets_per_id: int = 1
 
 
 class CatalogRepository:
@@ -200,6 +202,11 @@ class CatalogRepository:
                             "ref": ses.ref,
                             "starts_at": ses.starts_at,
                             "status": ses.status,
+                            "real_name_required": ses.real_name_required,
+                            # (a limit out of range is the supplier's fault: 1 is the rule)
+                            "tickets_per_id": ses.tickets_per_id
+                            if 1 <= ses.tickets_per_id <= 10
+                            else 1,
                         },
                         now,
                     )
@@ -254,6 +261,8 @@ class CatalogRepository:
                 shows.c.status.label("show_status"),
                 sessions.c.ref.label("session_ref"),
                 sessions.c.status.label("session_status"),
+                sessions.c.real_name_required,
+                sessions.c.tickets_per_id,
                 tiers.c.ref.label("tier_ref"),
                 tiers.c.face_value,
                 tiers.c.price,
@@ -284,6 +293,8 @@ class CatalogRepository:
             show_status=r.show_status,
             session_status=r.session_status,
             item=CatalogItem(r.supplier_id, r.city, r.category, r.show_id, session_id),
+            real_name_required=bool(r.real_name_required),
+            tickets_per_id=r.tickets_per_id,
         )
 
     async def session_for_stock(self, session_id: str) -> tuple[str, str, str] | None:
