@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from domain.order import Order
 
 
 def ts(value: datetime | None, tz: tzinfo) -> str | None:
-    return None if value is None else value.astimezone(tz).isoformat()
+    """RFC 3339 in the platform's zone; in UTC for an instant at which the zone's offset was
+    not whole minutes (local mean time, as Asia/Shanghai's +08:05:43 before 1901), which RFC
+    3339 cannot write."""
+    if value is None:
+        return None
+    local = value.astimezone(tz)
+    if local.year < 1973:  # (no zone's offset has had seconds since Monrovia's, in 1972)
+        offset = local.utcoffset()
+        if offset is not None and offset.seconds % 60:
+            local = value.astimezone(UTC)
+    return local.isoformat()
 
 
 def order_view(order: Order, tz: tzinfo) -> dict[str, Any]:
