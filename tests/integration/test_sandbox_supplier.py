@@ -8,12 +8,13 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC
+from datetime import UTC, date
 from typing import Any, TypeVar
 
 import httpx
 import pytest
 
+from domain.identity import Attendee, IdType, check_document
 from suppliers.gateway import (
     CallResult,
     ErrorCode,
@@ -563,3 +564,44 @@ def test_registry_builds_sandbox_gateways(sandbox_process: SandboxProcess) -> No
         build_gateway("carrier-pigeon", {})
     with pytest.raises(ValueError, match="base_url"):
         build_gateway("sandbox", {})
+
+
+# -- real-name sessions ---------------------------------------------------------------------
+
+
+async def test_a_real_name_session_locks_only_with_one_attendee_per_ticket(
+    gateway: SandboxGateway, admin: SandboxAdmin
+) -> None:
+    real_name = _show("tst_show_rn", "tst_ses_rn", [_tier("tst_tier_rn", 10)])
+    real_name["sessions"][0] |= {"real_name_required": True, "tickets_per_id": 2}
+    admin.load_catalog({"shows": [*TEST_CATALOG["shows"], real_name]})
+    try:
+        catalog = await gateway.catalog()
+        assert catalog.value is not None
+        sessions = {s.ref: s for show in catalog.value.shows for s in show.sessions}
+        assert (
+            sessions["tst_ses_rn"].real_name_required,
+            sessions["tst_ses_rn"].tickets_per_id,
+        ) == (
+            True,
+            2,
+        )
+        assert not sessions[SES_A].real_name_required
+        bare = await gateway.lock(new_order_id(), "tst_ses_rn", "tst_tier_rn", 2)
+        assert (bare.outcome, bare.error) == (Outcome.FAILED, ErrorCode.INVALID_REQUEST)
+        people = tuple(
+            Attendee(name, check_document(IdType.PASSPORT, number, today=date(2026, 12, 1)))
+            for name, number in (("Li Lei", "E12345678"), ("Han Meimei", "E87654321"))
+        )
+        order_id = new_order_id()
+        locked = await gateway.lock(order_id, "tst_ses_rn", "tst_tier_rn", 2, people)
+        assert locked.outcome is Outcome.DONE, locked
+        issued = await gateway.issue(order_id, people)
+        assert issued.outcome is Outcome.DONE, issued
+        assert len(_tickets(issued)) == 2
+        # The box office names each ticket's attendee, whole (its gate checks the document).
+        async with httpx.AsyncClient(base_url=gateway.base_url, trust_env=False) as http:
+            raw = (await http.get(f"/issues/{order_id}")).json()
+        assert [t["attendee"]["id_number"] for t in raw["tickets"]] == ["E12345678", "E87654321"]
+    finally:
+        admin.load_catalog(TEST_CATALOG)
