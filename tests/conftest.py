@@ -44,6 +44,14 @@ def sandbox() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
+def pretix() -> Iterator[Any]:
+    """The suite's one pretix (tests/support/pretix.py), bootstrapped; never skipped."""
+    from tests.support.pretix import pretix_session
+
+    yield from pretix_session()
+
+
+@pytest.fixture(scope="session")
 def sandbox_admin(sandbox: Any) -> Any:
     from suppliers.sandbox.process import SandboxAdmin
 
