@@ -19,12 +19,14 @@ A route declares itself with `operation(...)`, whose keywords go to the router's
   the API starting) are added by the kind of caller, so a route lists only its own.
 
 `complete(document)` finishes the document FastAPI generated: the body models' schemas and
-the error models join the components, and FastAPI's own validation-error schemas, which no
-operation uses, are gone.
+the error models join the components, FastAPI's own validation-error schemas, which no
+operation uses, are gone, and the path and query parameters say they hold no control
+character (as the bodies' strings do: `serve_app.schemas`).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from typing import Any
@@ -33,6 +35,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from serve_app.models import Error
+from serve_app.schemas import refuse_controls_in_schema
 
 REF = "#/components/schemas/"
 
@@ -175,8 +178,10 @@ def operation(
         known = _BODIES.setdefault(body.__name__, body)
         if known is not body:
             raise ValueError(f"two body models named {body.__name__}")
+        # An empty body counts as `{}`: it may be left out when the model requires nothing.
+        required = any(f.is_required() for f in body.model_fields.values())
         extra["requestBody"] = {
-            "required": False,
+            "required": required,
             "description": "JSON; an empty body counts as `{}`; a field not named is refused",
             "content": {"application/json": {"schema": {"$ref": REF + body.__name__}}},
         }
@@ -208,6 +213,12 @@ def complete(document: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"two schemas named {name} in the API's document")
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
+    # The input guard refuses a control character in a path or a query (422).
+    for operations in document["paths"].values():
+        for op in operations.values():
+            for parameter in op.get("parameters", ()):
+                parameter["schema"] = copy.deepcopy(parameter["schema"])  # (none shared)
+                refuse_controls_in_schema(parameter["schema"])
     text = repr(document["paths"])
     if "HTTPValidationError" in text:
         raise ValueError("an operation still uses FastAPI's validation error: declare its 422")

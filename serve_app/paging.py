@@ -11,7 +11,7 @@ from serve_app.errors import ApiError
 
 # How the OpenAPI document describes the list parameters (`parse_limit` and `parse_time`
 # check them; FastAPI does not).
-LIMIT: dict[str, Any] = {"minimum": 1, "maximum": 500, "description": "1-500, default 100"}
+LIMIT: dict[str, Any] = {"description": "1 to 500, default 100", "minimum": 1, "maximum": 500}
 TIME: dict[str, Any] = {
     "anyOf": [
         {"type": "string", "format": "date-time"},

@@ -78,10 +78,39 @@ def _rfc3339(value: Any) -> Any:
 Time = Annotated[datetime, BeforeValidator(_rfc3339)]
 
 
+# The text a body's string may hold, for the OpenAPI document (ECMA 262 patterns).
+TEXT_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
+FREE_TEXT_PATTERN = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$"
+
+
+def refuse_controls_in_schema(schema: dict[str, Any], pattern: str = TEXT_PATTERN) -> None:
+    """Say in a JSON schema, in place, that its strings (and object keys) hold no control
+    character (those with a pattern, a format or a set of values say more already)."""
+    if schema.get("type") == "string" and not {"pattern", "format", "enum", "const"} & set(schema):
+        schema["pattern"] = pattern
+    for key in ("anyOf", "oneOf", "allOf", "prefixItems"):
+        for sub in schema.get(key, ()):
+            refuse_controls_in_schema(sub, pattern)
+    for key in ("items", "additionalProperties"):
+        sub = schema.get(key)
+        if isinstance(sub, dict):
+            refuse_controls_in_schema(sub, pattern)
+            if key == "additionalProperties":
+                schema.setdefault("propertyNames", {"pattern": TEXT_PATTERN})
+    for sub in schema.get("properties", {}).values():
+        refuse_controls_in_schema(sub, pattern)
+
+
+def _document_text(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    free: frozenset[str] = getattr(model, "FREE_TEXT", frozenset())
+    for name, field in schema.get("properties", {}).items():
+        refuse_controls_in_schema(field, FREE_TEXT_PATTERN if name in free else TEXT_PATTERN)
+
+
 class Body(BaseModel):
     """The base of every request body."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_document_text)
     # Fields whose text may hold tab, line feed and carriage return.
     FREE_TEXT: ClassVar[frozenset[str]] = frozenset()
 
