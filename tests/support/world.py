@@ -24,6 +24,8 @@ SHOW_REF = "e2e_show"
 SESSION_REF = "e2e_session"
 CANCEL_SHOW_REF = "e2e_show_to_cancel"
 CANCEL_SESSION_REF = "e2e_session_to_cancel"
+REAL_NAME_SHOW_REF = "e2e_show_real_name"  # 实名制: one document, one ticket of the session
+REAL_NAME_SESSION_REF = "e2e_session_real_name"
 
 
 def world_catalog(*, big_stock: int = 1_000_000, small_stock: int = 3) -> dict[str, Any]:
@@ -71,6 +73,25 @@ def world_catalog(*, big_stock: int = 1_000_000, small_stock: int = 3) -> dict[s
                         "starts_at": "2026-12-20T19:30:00+08:00",
                         "status": "online",
                         "tiers": [tier("e2e_cancel", 1000)],
+                    }
+                ],
+            },
+            {
+                "ref": REAL_NAME_SHOW_REF,
+                "title": "实名制演唱会",
+                "city": "上海",
+                "category": "concert",
+                "venue": "测试体育场",
+                "starts_at": "2026-12-26T19:30:00+08:00",
+                "status": "online",
+                "sessions": [
+                    {
+                        "ref": REAL_NAME_SESSION_REF,
+                        "starts_at": "2026-12-26T19:30:00+08:00",
+                        "status": "online",
+                        "real_name_required": True,
+                        "tickets_per_id": 1,
+                        "tiers": [tier("e2e_real_name", 1000)],
                     }
                 ],
             },
@@ -163,6 +184,12 @@ async def seed_world(settings: Settings, sandbox_url: str, base_url: str) -> Wor
             "cancel_session_id": catalog_id("ses", sid, CANCEL_SHOW_REF, CANCEL_SESSION_REF),
             "cancel_tier_id": catalog_id(
                 "tir", sid, CANCEL_SHOW_REF, CANCEL_SESSION_REF, "e2e_cancel"
+            ),
+            "real_name_session_id": catalog_id(
+                "ses", sid, REAL_NAME_SHOW_REF, REAL_NAME_SESSION_REF
+            ),
+            "real_name_tier_id": catalog_id(
+                "tir", sid, REAL_NAME_SHOW_REF, REAL_NAME_SESSION_REF, "e2e_real_name"
             ),
         },
     )
