@@ -87,7 +87,7 @@ def parse_session_ref(ref: str) -> int | None:
     if ref == EVENT_SESSION_REF:
         return None
     prefix, _, number = ref.partition("-")
-    if prefix != "date" or not number.isdigit() or len(number) > 18:
+    if prefix != "date" or not _id(number):
         raise ValueError("not a pretix session ref")
     return int(number)
 
