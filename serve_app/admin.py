@@ -235,6 +235,12 @@ async def set_polling(supplier_id: str, request: Request, _caller: AdminCaller) 
 # -- suppliers ---------------------------------------------------------------------------------
 
 
+def _gateway_config_schema() -> dict[str, Any]:
+    schema = SandboxConfig.model_json_schema()
+    schema["properties"]["base_url"]["description"] = "an absolute http(s) URL"
+    return schema
+
+
 class SupplierBody(Body):
     name: str = Field(min_length=1, max_length=200)
     gateway: str = Field(
@@ -242,7 +248,7 @@ class SupplierBody(Body):
     )
     # Checked by the route as the gateway kind's model (`gateway_config`), which names the
     # field it refuses; documented as that model (today one kind).
-    config: Annotated[dict[str, Any], WithJsonSchema(SandboxConfig.model_json_schema())] = Field(
+    config: Annotated[dict[str, Any], WithJsonSchema(_gateway_config_schema())] = Field(
         default_factory=dict, description="the gateway kind's configuration (sandbox: this)"
     )
 
