@@ -266,3 +266,37 @@ async def test_a_pretix_config_is_checked_by_its_model_and_the_token_never_echoe
         assert r.json()["error"]["code"] == "invalid_request"
         assert field in r.json()["error"]["message"]
         assert pretix.token not in r.text
+
+
+async def test_a_date_cancelled_in_pretix_refunds_its_orders_on_the_platform(
+    world: World,
+    pretix: PretixServer,
+    supplier: PretixSupplier,
+    client_a: AsyncSignedClient,
+    ops: AsyncSignedClient,
+) -> None:
+    # (The last test of the module: the second date is gone after it.)
+    orders = []
+    for _ in range(2):
+        body = world.order_body(
+            oid(),
+            session_id=supplier.session_id(1),
+            tier_id=supplier.tier_id(supplier.standing, 1),
+            quantity=1,
+        )
+        r = await client_a.request("POST", "/v1/orders", body)
+        assert r.status_code == 201, r.text
+        r = await client_a.request("POST", f"/v1/orders/{r.json()['id']}/issue")
+        assert r.json()["status"] == "FIXED", r.text
+        orders.append(r.json())
+    pretix.cancel_event(supplier.event.slug, supplier.event.dates[1])
+    for order in orders:
+        order_id: str = order["id"]
+
+        async def probe(order_id: str = order_id) -> dict[str, Any]:
+            return await order_of(client_a, order_id)
+
+        done = await eventually(probe, lambda o: o["status"] == "REFUNDED", timeout=30)
+        assert [h["status"] for h in done["history"]][-2:] == ["REFUNDING", "REFUNDED"]
+        detail = (await ops.request("GET", f"/admin/v1/orders/{order['id']}")).json()
+        assert detail["supplier_refund"]["initiated_by"] == "supplier"

@@ -346,6 +346,38 @@ async def test_an_order_cancelled_in_pretix_is_a_supplier_refund_in_the_feed(
     assert refund.value.initiated_by == "supplier"
 
 
+async def test_a_date_cancelled_in_pretix_refunds_every_paid_order_of_it_in_the_feed(
+    pretix: PretixServer, admin: PretixAdmin
+) -> None:
+    ev = admin.create_series(f"cx-{uuid.uuid4().hex[:8]}")
+    gw = gateway_for(pretix, ev.slug)
+    try:
+        ses, tier = session_ref(ev.dates[1]), tier_ref(ev.standing)
+        paid = [oid() for _ in range(3)]
+        for order_id in paid:
+            assert (await gw.lock(order_id, ses, tier, 1)).outcome is Outcome.DONE
+            assert (await gw.issue(order_id)).outcome is Outcome.DONE
+        held = oid()  # locked, never issued
+        assert (await gw.lock(held, ses, tier, 1)).outcome is Outcome.DONE
+        other = oid()  # paid, on the other date
+        assert (await gw.lock(other, session_ref(ev.dates[0]), tier, 1)).outcome is Outcome.DONE
+        assert (await gw.issue(other)).outcome is Outcome.DONE
+        pretix.cancel_event(ev.slug, ev.dates[1])  # pretix's own service, as its backend runs
+        feed = await gw.supplier_refunds(0)
+        assert feed.value is not None, feed
+        refunded = {e.order_id for e in feed.value}
+        assert set(paid) <= refunded
+        assert held not in refunded  # cancelled too, but never paid: nothing to refund
+        assert other not in refunded
+        assert len({e.seq for e in feed.value}) == len(feed.value)
+        for order_id in paid:
+            cancelled = admin.order(ev.slug, order_code(order_id))
+            (event,) = [e for e in feed.value if e.order_id == order_id]
+            assert event.refunded_at == datetime.fromisoformat(cancelled["cancellation_date"])
+    finally:
+        await gw.aclose()
+
+
 # -- configuration and secrets ---------------------------------------------------------------
 
 

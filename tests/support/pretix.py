@@ -67,6 +67,27 @@ with scopes_disabled():
 """
 
 
+# pretix's own "cancel event" (what its backend runs when the box office cancels an event or
+# one of its dates): every order of it cancelled, with no refund made in pretix.
+_CANCEL_EVENT = """
+import os, sys
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pretix.settings")
+import django
+django.setup()
+from django_scopes import scopes_disabled
+from pretix.base.models import Event
+from pretix.base.services.cancelevent import cancel_event
+with scopes_disabled():
+    event = Event.objects.get(organizer__slug=sys.argv[1], slug=sys.argv[2])
+    subevent = int(sys.argv[3]) if sys.argv[3] != "-" else None
+    cancel_event.apply(kwargs=dict(
+        event=event.pk, subevent=subevent, auto_refund=False, keep_fee_fixed="0.00",
+        keep_fee_per_ticket="0.00", keep_fee_percentage="0.00", keep_fees=[], send=False,
+        user=None,
+    )).get()
+"""
+
+
 class PretixError(RuntimeError):
     """pretix could not be found, started or driven."""
 
@@ -156,17 +177,28 @@ class PretixServer:
         env["PRETIX_CONFIG_FILE"] = str(self.root / "pretix.cfg")
         return env
 
-    def _bootstrap(self) -> None:
-        script = self.root / "bootstrap.py"
-        script.write_text(_BOOTSTRAP)
-        done = subprocess.run(
-            [str(self.python), str(script), self.organizer],
+    def _run_script(self, name: str, text: str, *args: str) -> subprocess.CompletedProcess[bytes]:
+        script = self.root / name
+        script.write_text(text)
+        return subprocess.run(
+            [str(self.python), str(script), *args],
             cwd=self.root,
             env=self._env(),
             capture_output=True,
             timeout=120,
             check=False,
         )
+
+    def cancel_event(self, event: str, subevent: int | None = None) -> None:
+        """The box office cancels the event (or one of its dates) in pretix."""
+        done = self._run_script(
+            "cancel_event.py", _CANCEL_EVENT, self.organizer, event, str(subevent or "-")
+        )
+        if done.returncode != 0:
+            raise PretixError(f"cancel_event failed:\n{done.stderr.decode()[-3000:]}")
+
+    def _bootstrap(self) -> None:
+        done = self._run_script("bootstrap.py", _BOOTSTRAP, self.organizer)
         if done.returncode != 0:
             raise PretixError(f"pretix bootstrap failed:\n{done.stderr.decode()[-3000:]}")
         self.token = json.loads(done.stdout.decode().strip().splitlines()[-1])["token"]
