@@ -40,7 +40,7 @@ from serve_app.replies import reply_response
 from serve_app.responses import JSONResponse
 from serve_app.schemas import Body, Time
 from serve_app.views import order_view, ts
-from suppliers.registry import GATEWAY_KINDS, SandboxConfig, gateway_config
+from suppliers.registry import GATEWAY_KINDS, PretixConfig, SandboxConfig, gateway_config
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/admin/v1")
@@ -236,9 +236,11 @@ async def set_polling(supplier_id: str, request: Request, _caller: AdminCaller) 
 
 
 def _gateway_config_schema() -> dict[str, Any]:
-    schema = SandboxConfig.model_json_schema()
-    schema["properties"]["base_url"]["description"] = "an absolute http(s) URL"
-    return schema
+    """The configuration's schema: the model of the kind `gateway` names."""
+    kinds = [SandboxConfig.model_json_schema(), PretixConfig.model_json_schema()]
+    for kind in kinds:
+        kind["properties"]["base_url"]["description"] = "an absolute http(s) URL"
+    return {"anyOf": kinds}
 
 
 class SupplierBody(Body):
@@ -247,9 +249,9 @@ class SupplierBody(Body):
         min_length=1, max_length=40, json_schema_extra={"enum": list(GATEWAY_KINDS)}
     )
     # Checked by the route as the gateway kind's model (`gateway_config`), which names the
-    # field it refuses; documented as that model (today one kind).
+    # field it refuses; documented as one of the kinds' models.
     config: Annotated[dict[str, Any], WithJsonSchema(_gateway_config_schema())] = Field(
-        default_factory=dict, description="the gateway kind's configuration (sandbox: this)"
+        default_factory=dict, description="the gateway kind's configuration"
     )
 
 

@@ -22,6 +22,7 @@ from serve_app.app import build_app
 from serve_app.contract import MEANING
 from serve_app.errors import describe_validation
 from serve_app.views import ts
+from suppliers.registry import GATEWAY_KINDS
 
 ROOT = Path(__file__).resolve().parents[2]
 SIGNED_ERRORS = {"401", "403", "422", "429", "503"}
@@ -138,8 +139,10 @@ def test_the_body_schemas_say_what_the_routes_refuse(document: dict[str, Any]) -
         "type": "integer",
     }
     supplier = schemas["SupplierBody"]["properties"]
-    assert supplier["gateway"]["enum"] == ["sandbox"]
-    assert supplier["config"]["required"] == ["base_url"]
+    assert supplier["gateway"]["enum"] == list(GATEWAY_KINDS)
+    kinds = supplier["config"]["anyOf"]
+    assert [k["title"] for k in kinds] == ["SandboxConfig", "PretixConfig"]
+    assert all("base_url" in k["required"] for k in kinds)
     grant = schemas["GrantBody"]["properties"]
     assert {"type": "string", "format": "date-time"} in grant["valid_from"]["anyOf"]
 
