@@ -39,6 +39,8 @@ class SupplierSettings:
     db_pool_size: int = 4  # per supplier host, however many suppliers it hosts
     # The pool (actors/supplier_actor.py): suppliers without dedicated replicas share these
     # many host processes; a supplier's actor there is activated on use.
+    # Opens suppliers' sealed secrets (suppliers/secrets.py); "" where none is stored.
+    secrets_key_b64: str = field(default="", repr=False)
     pool_hosts: int = 2
     idle_seconds: float = 120.0  # a supplier's actor unused this long is passivated
     idle_feed_seconds: float = 30.0  # an inactive supplier's feeds, if it has issued orders

@@ -75,6 +75,7 @@ class RaySupplierDirectory:
         self._catalog = catalog
         self._platform = platform
         self._actors: dict[tuple[str, int], SupplierActorCalls] = {}
+        self._dedicated: dict[tuple[str, int], tuple[float, SupplierActorCalls]] = {}
         # Replica counts are re-read after this long, so a scale change reaches every router
         # within it (a retiring replica keeps serving at least twice as long).
         self._routing_ttl_s = routing_ttl_s
@@ -90,8 +91,18 @@ class RaySupplierDirectory:
             known = self._suppliers[supplier_id] = (now, found)
         supplier = known[1]
         replica = supplier_replica(order_id, supplier.replicas)
-        key = (supplier_id, -1 if pooled(supplier.replicas) else replica)
-        actor = self._actors.get(key)
-        if actor is None:
-            actor = self._actors[key] = supplier_actor(self._platform, supplier, replica)
-        return actor
+        if pooled(supplier.replicas):  # a pool host is never let go: its handle stays good
+            key = (supplier_id, -1)
+            actor = self._actors.get(key)
+            if actor is None:
+                actor = self._actors[key] = supplier_actor(self._platform, supplier, replica)
+            return actor
+        # A dedicated host exits when its replica is let go, and one started later under the
+        # same name is another actor: its handle is looked up again past the routing cache.
+        handle = self._dedicated.get((supplier_id, replica))
+        if handle is None or now - handle[0] > self._routing_ttl_s:
+            handle = self._dedicated[(supplier_id, replica)] = (
+                now,
+                supplier_actor(self._platform, supplier, replica),
+            )
+        return handle[1]

@@ -25,19 +25,20 @@ outcome is unknown is decided by the order's own logic, never re-sent blindly.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import ray
 from sqlalchemy.engine import make_url
 
-from actors.config import SupplierActorConfig, SupplierHostConfig
+from actors.config import SupplierActorConfig, SupplierHostConfig, SupplierSettings
 from actors.interfaces import SessionStock, SupplierActorCalls, SupplierHostCalls, SupplierStats
 from actors.routing import OrderHosts, pool_index, pooled, supplier_replica
 from actors.runtime import every
@@ -48,6 +49,7 @@ from domain.identity import Attendee
 from domain.negotiation import PollingPolicy
 from persistence.catalog import RETIRED, CatalogRepository, Supplier, SupplierPlacement
 from persistence.db import make_engine
+from persistence.secretbox import SecretBox
 from persistence.work import Negotiation, PendingRelease, WorkRepository
 from suppliers.gateway import (
     CallResult,
@@ -64,6 +66,15 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _NEVER = float("-inf")
+_JOBS = 16  # a pool host's background jobs at once (each one supplier's)
+_UNREACHABLE_BACKOFF = timedelta(seconds=60)  # work of a supplier that cannot be activated
+_PLACEMENT_GRACE_S = 30.0  # a dedicated host younger than this may precede its count
+
+
+def _sealer(settings: SupplierSettings) -> SecretBox | None:
+    """What opens the suppliers' sealed secrets (a pretix token)."""
+    key = settings.secrets_key_b64
+    return SecretBox(base64.b64decode(key)) if key else None
 
 
 class NotHostedHere(LookupError):
@@ -85,7 +96,7 @@ class SupplierActor(SupplierService):
         settings = config.settings
         super().__init__(
             config.supplier_id,
-            build_gateway(config.gateway, config.gateway_config),
+            build_gateway(config.gateway, config.gateway_config, sealer=_sealer(settings)),
             max_concurrency=settings.max_concurrency,
             breaker=CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown_seconds),
         )
@@ -133,7 +144,11 @@ class SupplierHost:
         self._idle_feeds: set[str] = set()  # pool: idle suppliers whose feeds are worth reading
         self._syncs = asyncio.Semaphore(4)
         self._jobs: set[asyncio.Task[Any]] = set()
+        self._running: set[tuple[str, str]] = set()  # (supplier, job kind) running now
+        self._job_slots = asyncio.Semaphore(_JOBS)
+        self._started = time.monotonic()
         self._letting_go: set[str] = set()  # suppliers being retired from this host
+        self._closing = False  # a dedicated host on its way out
         tick = settings.tick_seconds
         loop = asyncio.get_running_loop()
         jobs: list[tuple[float, Callable[[], Awaitable[Any]]]]
@@ -203,6 +218,8 @@ class SupplierHost:
 
     async def _touch(self, supplier_id: str) -> SupplierActor:
         """The supplier's actor for any other call (ops, stock, stats)."""
+        if self._closing:
+            raise NotHostedHere("this dedicated host is letting its supplier go")
         actor = self._actors.get(supplier_id) or await self._activate(supplier_id)
         actor.touched_at = time.monotonic()
         return actor
@@ -212,7 +229,8 @@ class SupplierHost:
         idle = self._settings.idle_seconds
         for sid, actor in list(self._actors.items()):
             if (
-                now - actor.touched_at >= idle
+                sid not in self._letting_go
+                and now - actor.touched_at >= idle
                 and not actor.busy
                 and not actor.current_stats().in_flight
             ):
@@ -252,14 +270,14 @@ class SupplierHost:
             del self._next_sync[sid]
         for sid, actor in self._actors.items():
             p = placements.get(sid)
-            actor.retiring = actor.retiring or p is None or not pooled(p.replicas)
+            actor.retiring = sid in self._letting_go or p is None or not pooled(p.replicas)
         now = time.monotonic()
         idle = [
             sid
             for sid in serving
             if sid not in self._actors or not self._actors[sid].in_use(now, self._idle_s)
         ]
-        self._idle_feeds = await self._work.with_issued_orders(idle)
+        self._idle_feeds = await self._work.with_issued_orders(idle, datetime.now(UTC))
 
     @property
     def _idle_s(self) -> float:
@@ -270,11 +288,13 @@ class SupplierHost:
         return p is not None and pooled(p.replicas) and p.status != RETIRED
 
     async def _pool_tick(self) -> None:
+        """One round of the pool's background work. Each supplier's job runs as a task of
+        its own (one of each kind per supplier at a time, at most `_JOBS` at once in the
+        host), so a slow or unreachable supplier holds back no other."""
         now = datetime.now(UTC)
-        negotiations = await self._work.due_negotiations_pooled(now)
-        releases = await self._work.due_releases_pooled(now)
-        due_n = _by_supplier(n for n in negotiations if self._mine(n.supplier_id))
-        due_r = _by_supplier(r for r in releases if self._mine(r.supplier_id))
+        pooled_here = [sid for sid, p in self._known.items() if pooled(p.replicas)]
+        negotiations = await self._work.due_negotiations_pooled(pooled_here, now)
+        releases = await self._work.due_releases_pooled(pooled_here, now)
         mono = time.monotonic()
         feeds = {
             sid
@@ -284,9 +304,12 @@ class SupplierHost:
         if self._idle_feeds:  # idle suppliers' feeds, once per refresh
             feeds |= self._idle_feeds
             self._idle_feeds = set()
-        jobs: list[Awaitable[Any]] = [self._on(sid, _polling(due)) for sid, due in due_n.items()]
-        jobs += [self._on(sid, _releasing(due)) for sid, due in due_r.items()]
-        jobs += [self._on(sid, lambda a: a.worker.read_feeds()) for sid in feeds]
+        for sid, due_n in _by_supplier(negotiations).items():
+            self._job(sid, "poll", _polling(due_n), self._poll_later(due_n))
+        for sid, due_r in _by_supplier(releases).items():
+            self._job(sid, "release", _releasing(due_r), self._release_later(due_r))
+        for sid in feeds:
+            self._job(sid, "feeds", _reading_feeds)
         for sid, at in list(self._next_sync.items()):
             if at <= mono and self._serving(sid):
                 active = sid in self._actors and self._actors[sid].in_use(mono, self._idle_s)
@@ -297,14 +320,56 @@ class SupplierHost:
                 )
                 self._next_sync[sid] = mono + interval
                 self._spawn(self._sync(sid))
-        await asyncio.gather(*jobs)
 
-    async def _on(self, supplier_id: str, job: Callable[[SupplierActor], Awaitable[Any]]) -> None:
-        try:
-            actor = await self._activate(supplier_id)
-            await actor.run(job)
-        except Exception:
-            log.exception("background work for supplier %s failed", supplier_id)
+    def _job(
+        self,
+        supplier_id: str,
+        kind: str,
+        job: Callable[[SupplierActor], Awaitable[Any]],
+        if_unreachable: Callable[[], Awaitable[Any]] | None = None,
+    ) -> None:
+        key = (supplier_id, kind)
+        if key in self._running:
+            return  # the last round's is still at it
+        self._running.add(key)
+
+        async def run() -> None:
+            try:
+                async with self._job_slots:
+                    try:
+                        actor = await self._activate(supplier_id)
+                    except Exception as exc:
+                        # Its configuration no longer builds, or it is gone: its rows wait
+                        # (pushed back, so they hold back nothing) and it is logged.
+                        log.warning("supplier %s cannot be activated: %r", supplier_id, exc)
+                        if if_unreachable is not None:
+                            await if_unreachable()
+                        return
+                    await actor.run(job)
+            except Exception:
+                log.exception("background %s of supplier %s failed", kind, supplier_id)
+            finally:
+                self._running.discard(key)
+
+        self._spawn(run())
+
+    def _poll_later(self, due: list[Negotiation]) -> Callable[[], Awaitable[None]]:
+        async def later() -> None:
+            at = datetime.now(UTC) + _UNREACHABLE_BACKOFF
+            for n in due:
+                await self._work.record_poll(
+                    n.order_id, n.kind, next_poll_at=at, error="activation_failed", flag=False
+                )
+
+        return later
+
+    def _release_later(self, due: list[PendingRelease]) -> Callable[[], Awaitable[None]]:
+        async def later() -> None:
+            at = datetime.now(UTC) + _UNREACHABLE_BACKOFF
+            for r in due:
+                await self._work.release_retry(r.order_id, at, "activation_failed")
+
+        return later
 
     async def _sync(self, supplier_id: str) -> None:
         async with self._syncs:
@@ -325,11 +390,25 @@ class SupplierHost:
     async def _dedicated_tick(self) -> None:
         sid = self._config.supplier_id
         actor = self._actors.get(sid) if sid is not None else None
-        if actor is None or actor.retiring:
+        if actor is None or sid is None or sid in self._letting_go:
             return
         supplier = await self._catalog.get_supplier(actor.supplier_id)
+        placed_here = (
+            supplier is not None
+            and supplier.status != RETIRED
+            and not pooled(supplier.replicas)
+            and self._config.replica < supplier.replicas
+        )
         if supplier is not None:
             actor.replicas = max(1, supplier.replicas)
+        # A host may start before its supplier's count says it exists (a scale-up starts the
+        # hosts first): it waits. Past that grace, a host its supplier no longer counts (a
+        # retire call that never came) lets it go by itself.
+        actor.retiring = not placed_here
+        if not placed_here:
+            if time.monotonic() - self._started > _PLACEMENT_GRACE_S:
+                self._spawn(self.retire(sid, 2 * self._settings.tick_seconds))
+            return
         jobs: list[Callable[[SupplierActor], Awaitable[Any]]] = [
             lambda a: a.worker.poll_negotiations(),
             lambda a: a.worker.drain_releases(),
@@ -424,7 +503,9 @@ class SupplierHost:
         """Let a supplier's actor go without losing a call: stop its background work, keep
         answering its calls while routers still send them (`grace_s`, past their routing
         cache), wait for the calls in flight, then passivate it (a pool host) or exit (a
-        dedicated host), unless the supplier was placed here again meanwhile."""
+        dedicated host), unless the supplier was placed here again meanwhile. A dedicated
+        host, once letting its supplier go, refuses new calls (their callers find the
+        supplier's new placement)."""
         actor = self._actors.get(supplier_id)
         if self._config.supplier_id is None:
             found = await self._catalog.get_supplier(supplier_id)
@@ -438,27 +519,32 @@ class SupplierHost:
         actor.retiring = True
         try:
             await asyncio.sleep(grace_s)
-            while actor.current_stats().in_flight or actor.busy:
-                await asyncio.sleep(0.05)
             s = await self._catalog.get_supplier(supplier_id)
             live = s is not None and s.status != RETIRED
             if self._config.supplier_id is None:
-                if live and s is not None and pooled(s.replicas):
-                    actor.retiring = False
-                    return "kept"
-                await self._deactivate(supplier_id)
-                return "passivated"
-            if (
-                live
-                and s is not None
-                and not pooled(s.replicas)
-                and self._config.replica < s.replicas
-            ):
+                keep = live and s is not None and pooled(s.replicas)
+            else:
+                keep = (
+                    live
+                    and s is not None
+                    and not pooled(s.replicas)
+                    and self._config.replica < s.replicas
+                )
+            if keep:
                 actor.retiring = False
                 return "kept"
-            await self._deactivate(supplier_id)
+            if self._config.supplier_id is not None:
+                self._closing = True  # no new call from here on
+            # No await between the last look at the calls in flight and letting it go.
+            while actor.current_stats().in_flight or actor.busy:
+                await asyncio.sleep(0.05)
+            if self._actors.get(supplier_id) is actor:  # (not a newer activation)
+                del self._actors[supplier_id]
         finally:
             self._letting_go.discard(supplier_id)
+        await actor.aclose()
+        if self._config.supplier_id is None:
+            return "passivated"
         ray.actor.exit_actor()  # type: ignore[no-untyped-call]
         return "exited"  # not reached
 
@@ -491,6 +577,10 @@ def _polling(due: list[Negotiation]) -> Callable[[SupplierActor], Awaitable[int]
 
 def _releasing(due: list[PendingRelease]) -> Callable[[SupplierActor], Awaitable[int]]:
     return lambda actor: actor.worker.release_due(due)
+
+
+async def _reading_feeds(actor: SupplierActor) -> int:
+    return await actor.worker.read_feeds()
 
 
 K = TypeVar("K", Negotiation, PendingRelease)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -70,6 +71,8 @@ def make_engine(url: str, *, pool_size: int = 8) -> AsyncEngine:
 # A value quoted after a colon ("…argument $3: '…'", "…type integer: \"…\""); names quoted
 # otherwise (a constraint's) stay.
 _QUOTED = re.compile(r"(?<=: )(?:'[^']*'|\"[^\"]*\")")
+# asyncpg's "invalid input for query argument $3: <the value's repr, maybe cut> (<why>)".
+_ARGUMENT = re.compile(r"(query argument \$\d+: ).*", re.S)
 
 
 def _values_hidden(context: ExceptionContext) -> None:
@@ -83,11 +86,22 @@ def _values_hidden(context: ExceptionContext) -> None:
         _hide_quoted(start, seen)
 
 
+def _hidden(text: str) -> str:
+    return _QUOTED.sub("'…'", _ARGUMENT.sub(r"\1… (value hidden)", text))
+
+
 def _hide_quoted(err: BaseException | None, seen: set[int]) -> None:
     while err is not None and id(err) not in seen:
         seen.add(id(err))
         if err.args and isinstance(err.args[0], str):
-            hidden = _QUOTED.sub("'…'", err.args[0])
+            hidden = _hidden(err.args[0])
             if hidden != err.args[0]:
                 err.args = (hidden, *err.args[1:])
+        # PostgreSQL's DETAIL ("Failing row contains (…)", "Key (…)=(…)") names values too;
+        # asyncpg keeps it apart and prints it with the message.
+        for attr in ("detail", "message"):
+            value = getattr(err, attr, None)
+            if isinstance(value, str):
+                with contextlib.suppress(AttributeError):
+                    setattr(err, attr, "(hidden)" if attr == "detail" else _hidden(value))
         err = err.__cause__ or err.__context__

@@ -72,7 +72,12 @@ _DELETE_NEGOTIATION = delete(negotiations).where(
 _INSERT_NEGOTIATION = insert(negotiations)
 _CLOSE_NEGOTIATION = (
     update(negotiations)
-    .where(negotiations.c.order_id == bindparam("b_id"), negotiations.c.kind == bindparam("b_kind"))
+    .where(
+        negotiations.c.order_id == bindparam("b_id"),
+        negotiations.c.kind == bindparam("b_kind"),
+        # A negotiation closes once: a second answer (two pollers) keeps the first resolution.
+        negotiations.c.status.in_([s.value for s in OPEN_NEGOTIATION]),
+    )
     .values(
         status=NegotiationStatus.RESOLVED.value,
         resolution=bindparam("b_resolution"),
@@ -221,8 +226,10 @@ class OrderRepository:
         if not order.attendees:
             return
         vault = self._vault_for(order.id)
-        for index, attendee in enumerate(order.attendees):
-            document = vault.claim_key(attendee.document)
+        # Claimed in the order of their keys, so two creates sharing documents wait on each
+        # other in the same order (never a deadlock); the refusal names the attendee.
+        keyed = sorted((vault.claim_key(a.document), i) for i, a in enumerate(order.attendees))
+        for document, index in keyed:
             for slot in range(max(1, order.tickets_per_id)):
                 claimed = await conn.execute(
                     insert_ignore(conn, document_claims),

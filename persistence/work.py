@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -22,6 +22,7 @@ from persistence.tables import (
     orders,
     outbox,
     releases,
+    sessions,
     supplier_events,
     supplier_refunds,
     suppliers,
@@ -161,6 +162,10 @@ def _current_attempt(message: OutboxMessage) -> tuple[Any, ...]:
     )
 
 
+def _chunks(ids: Sequence[str], size: int = 500) -> list[list[str]]:
+    return [list(ids[i : i + size]) for i in range(0, len(ids), size)]
+
+
 class WorkRepository:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -182,22 +187,38 @@ class WorkRepository:
         async with self._engine.connect() as conn:
             return [_negotiation(r) for r in (await conn.execute(q)).all()]
 
-    async def due_negotiations_pooled(self, now: datetime, limit: int = 500) -> list[Negotiation]:
-        """Due negotiations of every supplier in the pool (one replica), oldest due first:
-        the pool's hosts ask once a tick for all their suppliers."""
-        q = (
-            select(negotiations)
-            .join(suppliers, suppliers.c.id == negotiations.c.supplier_id)
-            .where(
-                negotiations.c.status == _ACTIVE,
-                negotiations.c.next_poll_at <= now,
-                suppliers.c.replicas <= 1,
-            )
-            .order_by(negotiations.c.next_poll_at)
-            .limit(limit)
-        )
+    async def due_negotiations_pooled(
+        self, supplier_ids: Sequence[str], now: datetime, per_supplier: int = 100
+    ) -> list[Negotiation]:
+        """Due negotiations of these pooled suppliers (one replica: a pool host's), oldest
+        due first, at most `per_supplier` of each (one supplier's backlog fills no round)."""
+        found: list[Negotiation] = []
         async with self._engine.connect() as conn:
-            return [_negotiation(r) for r in (await conn.execute(q)).all()]
+            for chunk in _chunks(supplier_ids):
+                ranked = (
+                    select(
+                        negotiations,
+                        func.row_number()
+                        .over(
+                            partition_by=negotiations.c.supplier_id,
+                            order_by=negotiations.c.next_poll_at,
+                        )
+                        .label("nth"),
+                    )
+                    .join(suppliers, suppliers.c.id == negotiations.c.supplier_id)
+                    .where(
+                        negotiations.c.supplier_id.in_(chunk),
+                        negotiations.c.status == _ACTIVE,
+                        negotiations.c.next_poll_at <= now,
+                        suppliers.c.replicas <= 1,
+                    )
+                    .subquery()
+                )
+                q = select(*(ranked.c[c.name] for c in negotiations.c)).where(
+                    ranked.c.nth <= per_supplier
+                )
+                found += [_negotiation(r) for r in (await conn.execute(q)).all()]
+        return found
 
     async def negotiations_of(self, order_id: str) -> list[Negotiation]:
         q = select(negotiations).where(negotiations.c.order_id == order_id)
@@ -255,36 +276,56 @@ class WorkRepository:
         async with self._engine.connect() as conn:
             return [PendingRelease(*r) for r in (await conn.execute(q)).all()]
 
-    async def due_releases_pooled(self, now: datetime, limit: int = 500) -> list[PendingRelease]:
-        """Due releases of every supplier in the pool, oldest due first."""
-        q = (
-            select(releases.c.order_id, releases.c.supplier_id, releases.c.attempts)
-            .join(suppliers, suppliers.c.id == releases.c.supplier_id)
-            .where(
-                releases.c.status == "pending",
-                releases.c.next_attempt_at <= now,
-                suppliers.c.replicas <= 1,
-            )
-            .order_by(releases.c.next_attempt_at)
-            .limit(limit)
-        )
+    async def due_releases_pooled(
+        self, supplier_ids: Sequence[str], now: datetime, per_supplier: int = 100
+    ) -> list[PendingRelease]:
+        """Due releases of these pooled suppliers, oldest due first, at most `per_supplier`
+        of each."""
+        found: list[PendingRelease] = []
         async with self._engine.connect() as conn:
-            return [PendingRelease(*r) for r in (await conn.execute(q)).all()]
+            for chunk in _chunks(supplier_ids):
+                ranked = (
+                    select(
+                        releases.c.order_id,
+                        releases.c.supplier_id,
+                        releases.c.attempts,
+                        func.row_number()
+                        .over(
+                            partition_by=releases.c.supplier_id,
+                            order_by=releases.c.next_attempt_at,
+                        )
+                        .label("nth"),
+                    )
+                    .join(suppliers, suppliers.c.id == releases.c.supplier_id)
+                    .where(
+                        releases.c.supplier_id.in_(chunk),
+                        releases.c.status == "pending",
+                        releases.c.next_attempt_at <= now,
+                        suppliers.c.replicas <= 1,
+                    )
+                    .subquery()
+                )
+                q = select(ranked.c.order_id, ranked.c.supplier_id, ranked.c.attempts).where(
+                    ranked.c.nth <= per_supplier
+                )
+                found += [PendingRelease(*r) for r in (await conn.execute(q)).all()]
+        return found
 
-    async def with_issued_orders(self, supplier_ids: Sequence[str]) -> set[str]:
+    async def with_issued_orders(self, supplier_ids: Sequence[str], now: datetime) -> set[str]:
         """Those of `supplier_ids` with an order a feed event can still change (issued, or
-        being issued or refunded): only their feeds are worth reading while they are idle."""
-        if not supplier_ids:
-            return set()
+        being issued or refunded) for a session not more than two days past: only their
+        feeds are worth reading while they are idle."""
         found: set[str] = set()
+        since = now - timedelta(days=2)
         async with self._engine.connect() as conn:
-            for i in range(0, len(supplier_ids), 500):
-                chunk = list(supplier_ids[i : i + 500])
+            for chunk in _chunks(supplier_ids):
                 q = select(suppliers.c.id).where(
                     suppliers.c.id.in_(chunk),
                     exists().where(
                         orders.c.supplier_id == suppliers.c.id,
                         orders.c.status.in_(_FEED_CHANGES),
+                        sessions.c.id == orders.c.session_id,
+                        sessions.c.starts_at >= since,
                     ),
                 )
                 found.update(r[0] for r in (await conn.execute(q)).all())

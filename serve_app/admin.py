@@ -40,7 +40,7 @@ from serve_app.replies import reply_response
 from serve_app.responses import JSONResponse
 from serve_app.schemas import Body, Time
 from serve_app.views import order_view, ts
-from suppliers.registry import GATEWAY_KINDS, PretixConfig, SandboxConfig, gateway_config
+from suppliers.registry import GATEWAY_KINDS, PretixConfig, SandboxConfig, stored_gateway_config
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/admin/v1")
@@ -275,14 +275,13 @@ async def create_supplier(request: Request, _caller: AdminCaller) -> JSONRespons
     state = state_of(request)
     body = await read_body(request, SupplierBody)
     try:
-        gateway_config(body.gateway, body.config)  # the kind's typed model, with its ranges
+        # The kind's typed model, with its ranges; its secrets (a pretix token) sealed.
+        stored = stored_gateway_config(body.gateway, body.config, state.supplier_secrets)
     except ValidationError as exc:
         return error_response(422, "invalid_request", f"config.{describe_validation(exc)}")
     except ValueError as exc:
         return error_response(422, "invalid_request", f"gateway: {exc}")
-    supplier = await state.catalog.create_supplier(
-        body.name, body.gateway, body.config, state.now()
-    )
+    supplier = await state.catalog.create_supplier(body.name, body.gateway, stored, state.now())
     return JSONResponse(_supplier_view(supplier), status_code=201)
 
 

@@ -56,6 +56,7 @@ MEANING: dict[str, str] = {
     "idempotency_conflict": "this distributor_order_id was used with a different body",
     "sold_out": "too few seats left; the order is LOCK_FAILED, nothing is owed",
     "not_on_sale": "the show or the session is not online",
+    "attendee_limit": "an attendee's document already holds its tickets of the session",
     "issue_failed": "the supplier did not issue; the order is CANCELED, nothing is owed",
     "lock_expired": "issue came after lock_expires_at; the order is CANCELED",
     "period_not_over": "the period's day has not ended",

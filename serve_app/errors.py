@@ -43,7 +43,9 @@ def error_response(
 def describe_validation(exc: ValidationError | RequestValidationError) -> str:
     parts = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        loc = "".join(
+            f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.get("loc", ()) if p != "body"
+        ).lstrip(".")
         parts.append(f"{loc or 'body'}: {err.get('msg', 'invalid')}")
     return "; ".join(parts) or "invalid request"
 

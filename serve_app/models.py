@@ -69,9 +69,21 @@ class OrderDelivery(Model):
     address: str | None
 
 
+class Attendee(Model):
+    """A real-name ticket's attendee, the document masked (an 18-character ID card shows its
+    first 4 and last 4 characters)."""
+
+    name: str
+    id_type: Literal[
+        "ID_CARD", "PASSPORT", "HK_MACAO_PERMIT", "TAIWAN_PERMIT", "FOREIGN_PERMANENT_RESIDENT"
+    ]
+    id_number: str = Field(description="masked")
+
+
 class Ticket(Model):
     code: str
     seat: str | None
+    attendee: Attendee | None = Field(default=None, description="real-name tickets only")
 
 
 class StatusChange(Model):
@@ -95,6 +107,7 @@ class Order(Model):
     currency: str
     lock_expires_at: datetime | None
     tickets: list[Ticket]
+    attendees: list[Attendee] = Field(description="real-name orders: one per ticket, masked")
     failure_reason: str | None
     callback_url: str | None
     created_at: datetime
@@ -193,6 +206,8 @@ class Session(Model):
     id: str
     starts_at: datetime
     status: Literal["online", "offline"]
+    real_name_required: bool = Field(description="each ticket names a checked attendee")
+    tickets_per_id: int = Field(description="tickets one identity document may hold")
     tiers: list[Tier]
 
 

@@ -8,6 +8,7 @@ order's state."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -15,6 +16,7 @@ from fastapi import APIRouter, Query, Request
 from actors.interfaces import CreateOrder, OrderHostCalls
 from domain.callback_urls import CallbackUrlRefused, check_callback_url
 from domain.grants import any_grant_covers
+from domain.identity import Attendee, AttendeeLimit, DocumentInvalid, check_document
 from domain.ids import order_id_for
 from domain.order import DeliveryMethod, request_fingerprint
 from domain.replies import OrderReply, Verdict
@@ -23,6 +25,7 @@ from domain.tier_rules import check_tier
 from serve_app.contract import ANYONE, DISTRIBUTOR, operation
 from serve_app.deps import DistributorCaller, ours, read_body, state_of
 from serve_app.errors import ApiError
+from serve_app.errors import refusal as refusal_of
 from serve_app.hot_paths import hot
 from serve_app.models import Health, Order, OrderPage, PlatformKey
 from serve_app.paging import (
@@ -80,7 +83,7 @@ v1 = APIRouter(prefix="/v1")
         errors={
             403: ("forbidden",),
             404: ("not_found",),
-            409: ("sold_out", "idempotency_conflict", "not_on_sale"),
+            409: ("sold_out", "idempotency_conflict", "not_on_sale", "attendee_limit"),
             503: ("supplier_unavailable", "order_host_unavailable"),
         },
     ),
@@ -105,6 +108,7 @@ async def create_order(request: Request, caller: DistributorCaller) -> JSONRespo
     )
     if tier is None or terms is None or not terms.accepted:
         raise ApiError(404, "not_found", "no such session and tier")
+    attendees = _attendees(body, tier.real_name_required, state.now().astimezone(state.tz).date())
     refusal: ApiError | None = None
     grants = await state.accounts.grants_of(caller.distributor_id)
     if not any_grant_covers(grants, tier.item, state.now()):
@@ -132,6 +136,8 @@ async def create_order(request: Request, caller: DistributorCaller) -> JSONRespo
         callback_url=body.callback_url,
         request_hash=request_fingerprint(body.fingerprint_fields()),
         lock_seconds=min(body.lock_seconds or ttl, ttl),
+        attendees=attendees,
+        tickets_per_id=tier.tickets_per_id if tier.real_name_required else 0,
     )
     host = state.hosts.for_order(cmd.order_id)
     if refusal is not None:
@@ -141,6 +147,41 @@ async def create_order(request: Request, caller: DistributorCaller) -> JSONRespo
         if known.verdict is Verdict.NOT_FOUND:
             raise refusal
     return reply_response(await host.create(cmd), state)
+
+
+def _attendees(body: CreateOrderBody, real_name: bool, today: date) -> tuple[Attendee, ...]:
+    """A real-name session's attendees, one per ticket, each document checked
+    (`domain.identity`); a session that is not real-name takes none."""
+    given = body.attendees
+    if not real_name:
+        if given is not None:
+            raise ApiError(422, "invalid_request", "attendees: this session is not real-name")
+        return ()
+    if not given or len(given) != body.quantity:
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"attendees: a real-name session needs one attendee per ticket ({body.quantity})",
+        )
+    seen: dict[str, int] = {}
+    out = []
+    for i, a in enumerate(given):
+        try:
+            document = check_document(a.id_type, a.id_number, today=today)
+        except DocumentInvalid as exc:
+            raise ApiError(422, "invalid_request", f"attendees[{i}].id_number: {exc}") from None
+        if document.key in seen:
+            raise ApiError(
+                422,
+                "invalid_request",
+                f"attendees[{i}]: the same document as attendees[{seen[document.key]}]",
+            )
+        seen[document.key] = i
+        out.append(Attendee(a.name, document))
+    return tuple(out)
+
+
+refusal_of(AttendeeLimit, lambda exc: ApiError(409, "attendee_limit", str(exc)))
 
 
 @v1.get(

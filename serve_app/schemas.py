@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from domain.callback_urls import CallbackUrlRefused, parse_callback_url
+from domain.identity import IdType
 from domain.text import control_character
 
 
@@ -141,6 +142,14 @@ class Delivery(Body):
         return self
 
 
+class AttendeeBody(Body):
+    """One real-name ticket's attendee: checked by `domain.identity.check_document`."""
+
+    name: str = Field(min_length=2, max_length=100)
+    id_type: IdType
+    id_number: str = Field(min_length=1, max_length=40)
+
+
 class CreateOrderBody(Body):
     distributor_order_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")
     session_id: str = Field(min_length=1, max_length=60)
@@ -151,6 +160,9 @@ class CreateOrderBody(Body):
     callback_url: str | None = Field(default=None, max_length=2000)
     # A distributor may ask for a shorter seat hold than the platform's default (not longer).
     lock_seconds: StrictInt | None = Field(default=None, ge=1, le=86_400)
+    # A real-name session's tickets: one attendee each, in order (required there, refused
+    # elsewhere).
+    attendees: list[AttendeeBody] | None = Field(default=None, max_length=20)
 
     @field_validator("callback_url")
     @classmethod
@@ -166,7 +178,10 @@ class CreateOrderBody(Body):
         return v
 
     def fingerprint_fields(self) -> dict[str, object]:
-        return self.model_dump(mode="json")
+        fields = self.model_dump(mode="json")
+        if fields.get("attendees") is None:
+            del fields["attendees"]  # (as bodies were fingerprinted before real-name orders)
+        return fields
 
 
 class RefundBody(Body):

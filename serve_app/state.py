@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -9,11 +10,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from actors.directory import supplier_actor
 from actors.interfaces import SettlementCalls, SupplierActorCalls
-from actors.routing import OrderHosts
+from actors.routing import OrderHosts, pooled
 from actors.startup import settlement_actor
 from domain.replies import OrderReply
 from domain.signing import ed25519_public_key_b64
 from persistence.db import make_engine
+from persistence.identity import IdentityVault, identity_key
 from persistence.nonces import DbNonceStore
 from persistence.orders import OrderRepository
 from persistence.redis_store import (
@@ -31,6 +33,7 @@ from serve_app.caches import CachingAccountRepository, CachingCatalogRepository
 from serve_app.single_flight import SingleFlight
 from showdist.composition import platform_config
 from showdist.settings import Settings
+from suppliers.secrets import supplier_secrets_key
 
 
 class PlatformState:
@@ -41,7 +44,8 @@ class PlatformState:
         self._settlement: SettlementCalls | None = None
         # Replica 0 of each supplier's actor, found once: it is never retired, and Ray
         # restarts it under the same handle (suppliers are never deleted).
-        self._supplier_actors: dict[str, SupplierActorCalls] = {}
+        # supplier id -> (when looked up, or None to keep it; its actor)
+        self._supplier_actors: dict[str, tuple[float | None, SupplierActorCalls]] = {}
         self.tz = ZoneInfo(settings.timezone)
         self.engine = make_engine(settings.resolved_database_url(), pool_size=settings.db_pool_size)
         self.accounts = CachingAccountRepository(
@@ -50,7 +54,13 @@ class PlatformState:
             ttl_s=settings.auth_cache_seconds,
         )
         self.catalog = CachingCatalogRepository(self.engine, ttl_s=settings.catalog_cache_seconds)
-        self.orders = OrderRepository(self.engine, tz=self.tz)
+        # Seals suppliers' secrets (a pretix token) before their config is stored.
+        self.supplier_secrets = SecretBox(supplier_secrets_key(settings.resolved_master_key()))
+        self.orders = OrderRepository(
+            self.engine,
+            tz=self.tz,
+            vault=IdentityVault(identity_key(settings.resolved_master_key())),
+        )
         self.work = WorkRepository(self.engine)
         self.redis = (
             redis_client(settings.redis_url, timeout_s=settings.redis_timeout_seconds)
@@ -82,15 +92,19 @@ class PlatformState:
         return datetime.now(UTC)
 
     async def supplier_actor(self, supplier_id: str) -> SupplierActorCalls | None:
-        """The supplier's (first replica's) actor, started if it is not running; None for
-        an unknown supplier."""
+        """The supplier's actor (its first replica's), its host started if it is not
+        running; None for an unknown supplier. A pooled supplier's handle is kept (pool
+        hosts are never let go); a dedicated one's is looked up again after a second, as a
+        replica let go exits and a later one is another actor."""
+        now = time.monotonic()
         known = self._supplier_actors.get(supplier_id)
-        if known is not None:
-            return known
+        if known is not None and (known[0] is None or now - known[0] < 1.0):
+            return known[1]
         supplier = await self.catalog.get_supplier(supplier_id)
         if supplier is None:
             return None
-        actor = self._supplier_actors[supplier_id] = supplier_actor(self.platform, supplier)
+        actor = supplier_actor(self.platform, supplier)
+        self._supplier_actors[supplier_id] = (None if pooled(supplier.replicas) else now, actor)
         return actor
 
     def forget_supplier(self, supplier_id: str) -> None:

@@ -37,7 +37,12 @@ def order_view(order: Order, tz: tzinfo) -> dict[str, Any]:
         "amount": order.amount.amount,
         "currency": order.currency,
         "lock_expires_at": ts(order.lock_expires_at, tz),
-        "tickets": [{"code": t.code, "seat": t.seat} for t in order.tickets],
+        "tickets": [
+            {"code": t.code, "seat": t.seat, **_attendee_of(order, i)}
+            for i, t in enumerate(order.tickets)
+        ],
+        # Real-name orders: each document masked (the supplier alone receives it whole).
+        "attendees": [a.masked() for a in order.attendees],
         "failure_reason": order.failure_reason,
         "callback_url": order.callback_url,
         "created_at": ts(order.created_at, tz),
@@ -51,6 +56,13 @@ def order_view(order: Order, tz: tzinfo) -> dict[str, Any]:
             for h in order.history
         ],
     }
+
+
+def _attendee_of(order: Order, index: int) -> dict[str, Any]:
+    """A real-name ticket's attendee (ticket i is attendee i's), masked."""
+    if index < len(order.attendees):
+        return {"attendee": order.attendees[index].masked()}
+    return {}
 
 
 def show_view(row: dict[str, Any], tz: tzinfo) -> dict[str, Any]:
@@ -74,6 +86,8 @@ def show_detail_view(detail: dict[str, Any], tz: tzinfo) -> dict[str, Any]:
             "id": s["id"],
             "starts_at": ts(s["starts_at"], tz),
             "status": s["status"],
+            "real_name_required": bool(s["real_name_required"]),
+            "tickets_per_id": s["tickets_per_id"],
             "tiers": [
                 {
                     "id": t["id"],

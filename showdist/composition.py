@@ -17,6 +17,7 @@ from actors.config import (
 )
 from persistence.identity import identity_key
 from showdist.settings import Settings
+from suppliers.secrets import supplier_secrets_key
 
 
 def platform_config(settings: Settings) -> PlatformConfig:
@@ -48,6 +49,9 @@ def platform_config(settings: Settings) -> PlatformConfig:
             breaker_failures=settings.breaker_failures,
             breaker_cooldown_seconds=settings.breaker_cooldown_seconds,
             catalog_sync_seconds=settings.catalog_sync_seconds,
+            secrets_key_b64=base64.b64encode(
+                supplier_secrets_key(settings.resolved_master_key())
+            ).decode(),
             pool_hosts=settings.supplier_hosts,
             idle_seconds=settings.supplier_idle_seconds,
             idle_feed_seconds=settings.supplier_idle_feed_seconds,

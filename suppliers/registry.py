@@ -38,7 +38,8 @@ GATEWAY_KINDS: tuple[str, ...] = ("sandbox", "pretix")
 class SandboxConfig(BaseModel):
     """The sandbox supplier's gateway: where it answers, and how long and how widely to call."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+    # strict: "5" or true is not a number (a supplier config is JSON, typed as documented)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True, strict=True)
     base_url: str = Field(min_length=1, max_length=2000)
     timeout_s: float = Field(default=5.0, gt=0, le=120)
     connect_timeout_s: float = Field(default=1.0, gt=0, le=60)

@@ -23,7 +23,8 @@ _IDENTIFIER = re.compile(r"[a-zA-Z0-9.\-_]{1,190}")
 class PretixSettings(BaseModel):
     """Every field but the token: what the gateway needs besides its credential."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+    # strict: "5" or true is not a number (a supplier config is JSON, typed as documented)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True, strict=True)
 
     base_url: str = Field(min_length=1, max_length=2000)  # the pretix root, not /api/v1
     organizer: str = Field(min_length=1, max_length=50)

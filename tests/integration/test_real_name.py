@@ -137,3 +137,26 @@ async def test_documents_are_sealed_on_the_row_and_the_claims_hold_no_number(
     # Without the key, the order cannot be read as if it had no attendees.
     with pytest.raises(RuntimeError, match="no key"):
         await OrderRepository(engine).get(order.id)
+
+
+async def test_creates_sharing_documents_in_opposite_orders_never_deadlock(
+    engine: AsyncEngine, now: datetime
+) -> None:
+    """Two creates naming documents A and B in opposite orders: one wins, the other is
+    refused (the claims are taken in one order, so the database never sees a deadlock)."""
+    repo = OrderRepository(engine, vault=VAULT)
+    sup = await make_supplier(engine, now)
+    d1, d2 = await make_distributor(engine, now, "d1"), await make_distributor(engine, now, "d2")
+    for round_ in range(10):
+        a, b = _attendee(500 + 2 * round_), _attendee(501 + 2 * round_)
+
+        async def create(d: str, ref: str, *people: Attendee) -> bool | AttendeeLimit:
+            try:
+                return await repo.insert_new(_real_name_order(d, sup, ref, now, *people))
+            except AttendeeLimit as refused:
+                return refused
+
+        results = await asyncio.gather(
+            create(d1, f"X-{round_}", a, b), create(d2, f"Y-{round_}", b, a)
+        )
+        assert sorted(type(r).__name__ for r in results) == ["AttendeeLimit", "bool"], results
