@@ -67,6 +67,7 @@ T = TypeVar("T")
 
 _NEVER = float("-inf")
 _JOBS = 16  # a pool host's background jobs at once (each one supplier's)
+_DUE_LIMIT = 1000  # (persistence.work's default limit of the pooled due queries)
 _UNREACHABLE_BACKOFF = timedelta(seconds=60)  # work of a supplier that cannot be activated
 _PLACEMENT_GRACE_S = 30.0  # a dedicated host younger than this may precede its count
 
@@ -292,9 +293,17 @@ class SupplierHost:
         its own (one of each kind per supplier at a time, at most `_JOBS` at once in the
         host), so a slow or unreachable supplier holds back no other."""
         now = datetime.now(UTC)
-        pooled_here = [sid for sid, p in self._known.items() if pooled(p.replicas)]
-        negotiations = await self._work.due_negotiations_pooled(pooled_here, now)
-        releases = await self._work.due_releases_pooled(pooled_here, now)
+        # One cheap query for every pooled supplier's due work; only when that comes back
+        # full (the other hosts' suppliers might crowd this one's out) is this host's asked
+        # for by name.
+        negotiations = await self._work.due_negotiations_pooled(now)
+        if len(negotiations) >= _DUE_LIMIT:
+            negotiations = await self._work.due_negotiations_pooled(now, self._pooled_here())
+        releases = await self._work.due_releases_pooled(now)
+        if len(releases) >= _DUE_LIMIT:
+            releases = await self._work.due_releases_pooled(now, self._pooled_here())
+        negotiations = [n for n in negotiations if self._mine(n.supplier_id)]
+        releases = [r for r in releases if self._mine(r.supplier_id)]
         mono = time.monotonic()
         feeds = {
             sid
@@ -320,6 +329,9 @@ class SupplierHost:
                 )
                 self._next_sync[sid] = mono + interval
                 self._spawn(self._sync(sid))
+
+    def _pooled_here(self) -> list[str]:
+        return [sid for sid, p in self._known.items() if pooled(p.replicas)]
 
     def _job(
         self,

@@ -188,13 +188,22 @@ class WorkRepository:
             return [_negotiation(r) for r in (await conn.execute(q)).all()]
 
     async def due_negotiations_pooled(
-        self, supplier_ids: Sequence[str], now: datetime, per_supplier: int = 100
+        self,
+        now: datetime,
+        supplier_ids: Sequence[str] | None = None,
+        *,
+        per_supplier: int = 100,
+        limit: int = 1000,
     ) -> list[Negotiation]:
-        """Due negotiations of these pooled suppliers (one replica: a pool host's), oldest
-        due first, at most `per_supplier` of each (one supplier's backlog fills no round)."""
+        """Due negotiations of pooled suppliers (one replica), at most `per_supplier` of
+        each (one supplier's backlog fills no round): of every pooled supplier, at most
+        `limit` (one cheap query when little is due), or of `supplier_ids` only, all."""
         found: list[Negotiation] = []
         async with self._engine.connect() as conn:
-            for chunk in _chunks(supplier_ids):
+            chunks: list[list[str] | None] = (
+                [None] if supplier_ids is None else list(_chunks(supplier_ids))
+            )
+            for chunk in chunks:
                 ranked = (
                     select(
                         negotiations,
@@ -207,16 +216,18 @@ class WorkRepository:
                     )
                     .join(suppliers, suppliers.c.id == negotiations.c.supplier_id)
                     .where(
-                        negotiations.c.supplier_id.in_(chunk),
                         negotiations.c.status == _ACTIVE,
                         negotiations.c.next_poll_at <= now,
                         suppliers.c.replicas <= 1,
+                        *(() if chunk is None else (negotiations.c.supplier_id.in_(chunk),)),
                     )
                     .subquery()
                 )
                 q = select(*(ranked.c[c.name] for c in negotiations.c)).where(
                     ranked.c.nth <= per_supplier
                 )
+                if chunk is None:
+                    q = q.order_by(ranked.c.next_poll_at).limit(limit)
                 found += [_negotiation(r) for r in (await conn.execute(q)).all()]
         return found
 
@@ -277,18 +288,26 @@ class WorkRepository:
             return [PendingRelease(*r) for r in (await conn.execute(q)).all()]
 
     async def due_releases_pooled(
-        self, supplier_ids: Sequence[str], now: datetime, per_supplier: int = 100
+        self,
+        now: datetime,
+        supplier_ids: Sequence[str] | None = None,
+        *,
+        per_supplier: int = 100,
+        limit: int = 1000,
     ) -> list[PendingRelease]:
-        """Due releases of these pooled suppliers, oldest due first, at most `per_supplier`
-        of each."""
+        """Due releases of pooled suppliers, as `due_negotiations_pooled`."""
         found: list[PendingRelease] = []
         async with self._engine.connect() as conn:
-            for chunk in _chunks(supplier_ids):
+            chunks: list[list[str] | None] = (
+                [None] if supplier_ids is None else list(_chunks(supplier_ids))
+            )
+            for chunk in chunks:
                 ranked = (
                     select(
                         releases.c.order_id,
                         releases.c.supplier_id,
                         releases.c.attempts,
+                        releases.c.next_attempt_at,
                         func.row_number()
                         .over(
                             partition_by=releases.c.supplier_id,
@@ -298,16 +317,18 @@ class WorkRepository:
                     )
                     .join(suppliers, suppliers.c.id == releases.c.supplier_id)
                     .where(
-                        releases.c.supplier_id.in_(chunk),
                         releases.c.status == "pending",
                         releases.c.next_attempt_at <= now,
                         suppliers.c.replicas <= 1,
+                        *(() if chunk is None else (releases.c.supplier_id.in_(chunk),)),
                     )
                     .subquery()
                 )
                 q = select(ranked.c.order_id, ranked.c.supplier_id, ranked.c.attempts).where(
                     ranked.c.nth <= per_supplier
                 )
+                if chunk is None:
+                    q = q.order_by(ranked.c.next_attempt_at).limit(limit)
                 found += [PendingRelease(*r) for r in (await conn.execute(q)).all()]
         return found
 

@@ -21,14 +21,13 @@ def id_card(seq: int, born: str = "19900307") -> str:
 
 
 def rn_body(world: World, *attendees: dict[str, str], **overrides: Any) -> dict[str, Any]:
-    return world.order_body(
-        f"RN-{uuid.uuid4().hex[:10]}",
-        session_id=world.extra["real_name_session_id"],
-        tier_id=world.extra["real_name_tier_id"],
-        quantity=len(attendees) or 1,
-        attendees=list(attendees),
-        **overrides,
-    )
+    fields: dict[str, Any] = {
+        "session_id": world.extra["real_name_session_id"],
+        "tier_id": world.extra["real_name_tier_id"],
+        "quantity": len(attendees) or 1,
+        "attendees": list(attendees),
+    }
+    return world.order_body(f"RN-{uuid.uuid4().hex[:10]}", **(fields | overrides))
 
 
 def person(seq: int, name: str = "张三") -> dict[str, str]:
