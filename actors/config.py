@@ -21,6 +21,7 @@ class OrderHostSettings:
     # Seals real-name attendees on the order's row (persistence/identity.py); "" in tests
     # that make no real-name order.
     identity_key_b64: str = field(default="", repr=False)
+    attendee_retention_days: int = 180  # attendees deleted this long after their session
     # The callback courier (actors/callbacks.py).
     callback_deadline_seconds: float = 10.0  # a delivery's whole time: connect, send, answer
     callback_max_attempts: int = 12  # failed attempts, then the message is dead

@@ -575,11 +575,18 @@ class OrderHost(OrderHostCore):
             WorkRepository(engine), settings, shard=(index, platform.order_hosts)
         )
         loop = asyncio.get_running_loop()
+        self._retention = timedelta(days=settings.attendee_retention_days)
         self._tasks = [
             loop.create_task(every(max(1.0, settings.idle_seconds / 4), self._passivate)),
             loop.create_task(every(settings.sweep_seconds, self.sweep_now)),
             loop.create_task(every(settings.sweep_seconds / 2, self._courier.deliver_due)),
         ]
+        if index == 0:  # one host deletes attendees past their retention, hourly
+            self._tasks.append(loop.create_task(every(3600.0, self._purge_attendees)))
+
+    async def _purge_attendees(self) -> None:
+        while await self._repo.purge_attendees(self._clock() - self._retention):
+            pass
 
     async def _passivate(self) -> None:
         self.passivate_idle()

@@ -44,6 +44,7 @@ from persistence.tables import (
     orders,
     outbox,
     releases,
+    sessions,
     supplier_refunds,
     tickets,
 )
@@ -245,6 +246,27 @@ class OrderRepository:
                     break
             else:
                 raise AttendeeLimit(index, max(1, order.tickets_per_id))
+
+    async def purge_attendees(self, sessions_before: datetime, limit: int = 1000) -> int:
+        """Retention: the attendees of orders whose session started before `sessions_before`
+        are deleted (their sealed documents and their claims); the orders, their tickets and
+        flows stay. Returns how many orders lost their attendees (at most `limit` a call)."""
+        q = (
+            select(orders.c.id)
+            .join(sessions, sessions.c.id == orders.c.session_id)
+            .where(orders.c.attendees_sealed.is_not(None), sessions.c.starts_at < sessions_before)
+            .limit(limit)
+        )
+        async with self._engine.begin() as conn:
+            ids = [r[0] for r in (await conn.execute(q)).all()]
+            if ids:
+                await conn.execute(
+                    update(orders).where(orders.c.id.in_(ids)).values(attendees_sealed=None)
+                )
+                await conn.execute(
+                    delete(document_claims).where(document_claims.c.order_id.in_(ids))
+                )
+        return len(ids)
 
     async def documents_held(self, session_id: str) -> int:
         """How many tickets of a session hold a document (ops and tests)."""

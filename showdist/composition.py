@@ -37,6 +37,7 @@ def platform_config(settings: Settings) -> PlatformConfig:
             identity_key_b64=base64.b64encode(
                 identity_key(settings.resolved_master_key())
             ).decode(),
+            attendee_retention_days=settings.attendee_retention_days,
             callback_deadline_seconds=settings.callback_deadline_seconds,
             callback_max_attempts=settings.callback_max_attempts,
             callback_max_age_seconds=settings.callback_max_age_seconds,

@@ -62,6 +62,12 @@ class Settings(BaseSettings):
         default=1.0, description="how often supplier actors poll negotiations, releases, feeds"
     )
     catalog_sync_seconds: float = Field(default=60.0, description="scheduled catalog pulls")
+    attendee_retention_days: int = Field(
+        default=180,
+        ge=1,
+        le=3650,
+        description="real-name attendees kept this long after the session",
+    )
     supplier_hosts: int = Field(
         default=2, ge=1, le=64, description="processes hosting the suppliers without replicas"
     )

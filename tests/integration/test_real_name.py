@@ -10,14 +10,14 @@ import os
 from datetime import date, datetime, timedelta
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.identity import Attendee, AttendeeLimit, IdType, check_document, id_card_check_char
-from domain.order import Order
+from domain.order import IssuedTicket, Order
 from persistence.identity import IdentityVault
 from persistence.orders import OrderRepository
-from persistence.tables import document_claims
+from persistence.tables import document_claims, sessions, shows
 from tests.integration.test_persistence import make_distributor, make_supplier, new_order
 
 VAULT = IdentityVault(os.urandom(32))
@@ -160,3 +160,45 @@ async def test_creates_sharing_documents_in_opposite_orders_never_deadlock(
             create(d1, f"X-{round_}", a, b), create(d2, f"Y-{round_}", b, a)
         )
         assert sorted(type(r).__name__ for r in results) == ["AttendeeLimit", "bool"], results
+
+
+async def test_attendees_are_deleted_after_their_retention_and_the_orders_stay(
+    engine: AsyncEngine, now: datetime
+) -> None:
+    """Time moved forward: past the retention after its session, an order keeps its status,
+    tickets and flows, and loses its attendees (and their claims)."""
+    repo = OrderRepository(engine, vault=VAULT)
+    sup = await make_supplier(engine, now)
+    d = await make_distributor(engine, now)
+    starts = now + timedelta(days=7)
+    async with engine.begin() as conn:  # the orders' session, starting in a week
+        await conn.execute(
+            insert(shows).values(
+                id="shw_x", supplier_id=sup, ref="x", title="t", city="c", category="k",
+                venue="v", starts_at=starts, status="online", updated_at=now,
+            )
+        )  # fmt: skip
+        await conn.execute(
+            insert(sessions).values(
+                id="ses_x", show_id="shw_x", ref="x", starts_at=starts, status="online",
+                updated_at=now,
+            )
+        )  # fmt: skip
+    order = _real_name_order(d, sup, "K-1", now, _attendee(9))
+    assert await repo.insert_new(order)
+    order.mark_locked(now, "L", now + timedelta(minutes=15))
+    order.start_fixing(now)
+    order.mark_fixed(now, (IssuedTicket("T-1", None),))
+    await repo.save(order)
+    retention = timedelta(days=180)
+    # The timer at time T deletes the attendees of sessions before T - retention. Not yet:
+    # the session is still to come, then within its retention.
+    assert await repo.purge_attendees(now - retention) == 0
+    assert await repo.purge_attendees(now + timedelta(days=7 + 179) - retention) == 0
+    later = now + timedelta(days=7 + 181)
+    assert await repo.purge_attendees(later - retention) == 1
+    kept = await repo.get(order.id)
+    assert kept is not None
+    assert (kept.status.value, kept.tickets, kept.attendees) == ("FIXED", order.tickets, ())
+    assert await repo.documents_held("ses_x") == 0
+    assert await repo.purge_attendees(later - retention) == 0  # nothing left to delete
