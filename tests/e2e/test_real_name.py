@@ -5,13 +5,19 @@ documents, and documents are shown masked everywhere while the supplier receives
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
+import ray
+from sqlalchemy.engine import make_url
 
 from domain.identity import id_card_check_char
-from showdist.client import AsyncSignedClient
+from domain.ids import order_id_for
+from showdist.client import AsyncSignedClient, Credentials
+from tests.support.waiting import eventually
 from tests.support.world import World
 
 
@@ -143,3 +149,109 @@ async def test_the_supplier_receives_the_documents_whole(
     async with httpx.AsyncClient(base_url=sandbox.url, trust_env=False) as box_office:
         issued = (await box_office.get(f"/issues/{order_id}")).json()
     assert issued["tickets"][0]["attendee"] == who
+
+
+# Attendees of the tests below: names used nowhere else (a buyer's name is not an attendee's).
+RACE_NAME, EXPIRY_NAME, REFUND_NAME = "实名甲", "实名乙", "实名丙"
+
+
+async def test_fifty_distributors_racing_for_one_document_get_one_ticket(
+    world: World, admin_client: AsyncSignedClient, sandbox_admin: Any
+) -> None:
+    async def distributor(i: int) -> tuple[str, AsyncSignedClient]:
+        d = (
+            await admin_client.request("POST", "/admin/v1/distributors", {"name": f"rn-{i}"})
+        ).json()["id"]
+        key = (
+            await admin_client.request("POST", f"/admin/v1/distributors/{d}/keys", {"type": "hmac"})
+        ).json()
+        grant = await admin_client.request(
+            "POST", f"/admin/v1/distributors/{d}/grants", {"scope": "all"}
+        )
+        assert grant.status_code == 201, grant.text
+        return d, AsyncSignedClient(world.base_url, Credentials(key["key_id"], key["secret"]))
+
+    parties = await asyncio.gather(*(distributor(i) for i in range(50)))
+    who = person(601, name=RACE_NAME)
+    bodies = [rn_body(world, who) for _ in parties]
+    try:
+        answers = await asyncio.gather(
+            *(c.request("POST", "/v1/orders", b) for (_, c), b in zip(parties, bodies, strict=True))
+        )
+        codes = sorted(
+            (r.status_code, r.json().get("status") or r.json()["error"]["code"]) for r in answers
+        )
+        assert codes == [(201, "LOCKED")] + [(409, "attendee_limit")] * 49, codes
+        calls = sandbox_admin.order_calls()
+        ids = [
+            order_id_for(d, b["distributor_order_id"])
+            for (d, _), b in zip(parties, bodies, strict=True)
+        ]
+        assert sum(calls.get(i, {}).get("lock", 0) for i in ids) == 1  # one supplier lock
+        # The same document on another session of the show is another ticket.
+        other = rn_body(
+            world,
+            who,
+            session_id=world.extra["real_name_session_2_id"],
+            tier_id=world.extra["real_name_tier_2_id"],
+        )
+        r = await parties[1][1].request("POST", "/v1/orders", other)
+        assert (r.status_code, r.json()["status"]) == (201, "LOCKED"), r.text
+    finally:
+        await asyncio.gather(*(c.aclose() for _, c in parties))
+
+
+async def test_lock_expiry_and_refund_each_free_the_document(
+    world: World, client_a: AsyncSignedClient, client_b: AsyncSignedClient
+) -> None:
+    # Lock expiry: the platform's sweep cancels the order and frees its document.
+    expiring = person(602, name=EXPIRY_NAME)
+    short = await client_a.request("POST", "/v1/orders", rn_body(world, expiring, lock_seconds=1))
+    assert short.status_code == 201, short.text
+    await eventually(
+        lambda: client_a.request("GET", f"/v1/orders/{short.json()['id']}"),
+        lambda r: r.json()["status"] == "CANCELED",
+        timeout=20,
+    )
+    again = await client_b.request("POST", "/v1/orders", rn_body(world, expiring))
+    assert (again.status_code, again.json()["status"]) == (201, "LOCKED"), again.text
+    # Refund: a refunded order frees its document too.
+    refunded = person(603, name=REFUND_NAME)
+    r = await client_a.request("POST", "/v1/orders", rn_body(world, refunded))
+    oid = r.json()["id"]
+    assert (await client_a.request("POST", f"/v1/orders/{oid}/issue")).status_code == 200
+    refund = await client_a.request("POST", f"/v1/orders/{oid}/refund", {"reason": "ill"})
+    assert refund.status_code in (200, 202), refund.text
+    await eventually(
+        lambda: client_a.request("GET", f"/v1/orders/{oid}"),
+        lambda resp: resp.json()["status"] == "REFUNDED",
+        timeout=20,
+    )
+    taken = await client_b.request("POST", "/v1/orders", rn_body(world, refunded))
+    assert (taken.status_code, taken.json()["status"]) == (201, "LOCKED"), taken.text
+
+
+async def test_the_database_and_the_logs_hold_no_document_and_no_attendee_name(
+    world: World, client_a: AsyncSignedClient, platform: Any, postgres: Any
+) -> None:
+    """Run after the tests above (same module): every document and attendee name they used,
+    looked for in a dump of the platform's database and in the platform's logs."""
+    secret = person(604, name="实名丁")
+    r = await client_a.request("POST", "/v1/orders", rn_body(world, secret))
+    assert r.status_code == 201, r.text
+    assert (await client_a.request("POST", f"/v1/orders/{r.json()['id']}/issue")).status_code == 200
+    numbers = [id_card(n) for n in (101, 301, 401, 601, 602, 603, 604)]
+    names = ["王五", "赵六", "孙七", RACE_NAME, EXPIRY_NAME, REFUND_NAME, "实名丁"]
+    database = make_url(platform.settings.resolved_database_url()).database
+    dump = await asyncio.to_thread(postgres.dump, database)
+    assert "document_claims" in dump  # (the dump is the platform's, with its claims)
+    logs = await asyncio.to_thread(_platform_logs)
+    for text in (dump, logs):
+        assert not [n for n in numbers if n in text]
+        assert not [n for n in names if n in text]
+
+
+def _platform_logs() -> str:
+    """Every log file of this Ray session (the platform's actors and API replicas)."""
+    logs = Path(ray._private.worker._global_node.get_logs_dir_path())  # type: ignore[attr-defined]
+    return "".join(p.read_text(errors="replace") for p in logs.glob("*") if p.is_file())

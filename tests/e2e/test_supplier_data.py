@@ -173,7 +173,7 @@ async def test_bad_tiers_are_refused_reported_and_never_locked_the_lowercase_one
     assert r.status_code == 200, r.text
     report = r.json()["catalog_sync"]
     assert report["synced_at"] is not None
-    assert (report["shows"], report["sessions"], report["tiers"]) == (4, 4, 8)
+    assert (report["shows"], report["sessions"], report["tiers"]) == (4, 5, 9)
     assert (report["tiers_refused"], report["tiers_normalised"]) == (3, 1)
     assert {t["tier_ref"]: t["reason"].split(":")[0] for t in report["refused"]} == {
         "bad_negative": "negative_price",

@@ -202,6 +202,13 @@ class PostgresServer:
             timeout=60,
         )
 
+    def dump(self, name: str) -> str:
+        """The database's data, as `pg_dump --data-only` writes it (what a backup holds)."""
+        self._check_name(name)
+        return self._run(
+            [self._bin("pg_dump"), *self._client_args(), "--data-only", name], timeout=120
+        ).stdout
+
     # -- internals -----------------------------------------------------------------------
 
     def _bin(self, name: str) -> str:

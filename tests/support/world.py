@@ -92,7 +92,15 @@ def world_catalog(*, big_stock: int = 1_000_000, small_stock: int = 3) -> dict[s
                         "real_name_required": True,
                         "tickets_per_id": 1,
                         "tiers": [tier("e2e_real_name", 1000)],
-                    }
+                    },
+                    {
+                        "ref": REAL_NAME_SESSION_REF + "_2",
+                        "starts_at": "2026-12-27T19:30:00+08:00",
+                        "status": "online",
+                        "real_name_required": True,
+                        "tickets_per_id": 1,
+                        "tiers": [tier("e2e_real_name_2", 1000)],
+                    },
                 ],
             },
         ]
@@ -190,6 +198,12 @@ async def seed_world(settings: Settings, sandbox_url: str, base_url: str) -> Wor
             ),
             "real_name_tier_id": catalog_id(
                 "tir", sid, REAL_NAME_SHOW_REF, REAL_NAME_SESSION_REF, "e2e_real_name"
+            ),
+            "real_name_session_2_id": catalog_id(
+                "ses", sid, REAL_NAME_SHOW_REF, REAL_NAME_SESSION_REF + "_2"
+            ),
+            "real_name_tier_2_id": catalog_id(
+                "tir", sid, REAL_NAME_SHOW_REF, REAL_NAME_SESSION_REF + "_2", "e2e_real_name_2"
             ),
         },
     )
