@@ -21,6 +21,11 @@ guess); docs/pretix.md has the table. What makes them hold against a real box of
   connection, a 5xx or an answer that cannot be read is UNKNOWN; pretix's 409 (a request with
   that key in flight) is UNKNOWN. A release answers only DONE (nothing is held any more, or
   there was nothing) or UNKNOWN (ask again): FAILED would make the platform stop releasing.
+- **A lock answered 5xx is asked again** (at most three times, with short pauses, while within
+  half the call's timeout): the derived code makes a second order impossible, and pretix does
+  not keep a 5xx under the key. pretix on SQLite answers concurrent orders with 500 ("database
+  is locked": it has no row locks there), which would otherwise fail locks that the quota had
+  seats for.
 
 The HTTP session is made on first use (again on another event loop); the gateway pickles
 without it (it travels to the supplier hosts). Its repr never shows the token.
@@ -31,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -75,6 +81,7 @@ T = TypeVar("T")
 RATE_LIMITED = "rate_limited"
 PAGE_SIZE = 50  # pretix's largest page
 _MAX_CATALOG_PAGES = 100
+_LOCK_RETRY_PAUSES_S = (0.05, 0.1, 0.2)  # a lock answered 5xx is asked again after these (+ jitter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +172,19 @@ class PretixGateway:
             "api_meta": {META_KEY: order_id},
             "positions": [dict(position) for _ in range(quantity)],
         }
-        reply = await self._post("orders/", body, idempotency_key("lock", order_id))
+        key = idempotency_key("lock", order_id)
+        reply = await self._post("orders/", body, key)
+        for pause in _LOCK_RETRY_PAUSES_S:
+            # A 5xx is not kept under the key, and the code is unique: asking again can never
+            # make a second order, and turns pretix's contention (SQLite's "database is
+            # locked") into the answer. Only while well inside the call's time.
+            if not (isinstance(reply, _Answer) and reply.status >= 500):
+                break
+            wait = pause * (1 + random.random())
+            if time.perf_counter() - started + wait > self.settings.timeout_s / 2:
+                break
+            await asyncio.sleep(wait)
+            reply = await self._post("orders/", body, key)
         if isinstance(reply, _Answer) and reply.ok:
             try:
                 state = OrderState.of(reply.body)
