@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import ray
 
 from actors.interfaces import CreateOrder
 from actors.routing import (
@@ -61,19 +62,19 @@ async def test_a_supplier_actor_started_by_a_first_lock_has_the_configured_setti
     demo_platform: RunningPlatform, sandbox: Any, world: World
 ) -> None:
     settings = demo_platform.settings
-    # As `showdist up --demo`: the demo supplier is created after the platform started, so
-    # its actor is not active in its pool host yet; the first lock activates it, from an
-    # order host.
+    # As `showdist up --demo`: the demo supplier is created after the platform started, in
+    # the pool host that was started with it (no process is started for it); the first lock
+    # reaches it there, from an order host.
+    config_ = demo_platform.config
+    actors_before = _named_actors(config_.namespace, config_.instance)
     info = await seed_demo(settings, sandbox.url)
     supplier_id = info["supplier_id"]
-    config_ = demo_platform.config
     pool_host = running_supplier_host(
         config_,
         supplier_pool_host_name(
             config_.instance, pool_index(supplier_id, config_.suppliers.pool_hosts)
         ),
     )
-    assert supplier_id not in await pool_host.hosted()
     engine = make_engine(settings.resolved_database_url())
     try:
         catalog = CatalogRepository(engine)
@@ -107,6 +108,7 @@ async def test_a_supplier_actor_started_by_a_first_lock_has_the_configured_setti
     assert reply.order.status == "LOCKED", reply
 
     assert supplier_id in await pool_host.hosted()
+    assert _named_actors(config_.namespace, config_.instance) == actors_before
     config = await running_supplier_actor(demo_platform.config, supplier_id).config()
     assert config.settings.catalog_sync_seconds == 45.0
     assert config.settings.tick_seconds == 0.3
@@ -140,3 +142,12 @@ async def test_supplier_stats_answer_503_while_its_actor_restarts(
     back = await eventually(stats, lambda resp: resp.status_code == 200, timeout=60)
     assert back.json()["id"] == world.supplier_id
     assert await actor.pid() != pid
+
+
+def _named_actors(namespace: str, instance: str) -> set[str]:
+    """The platform instance's actors (each a process; every one is named)."""
+    return {
+        a["name"]
+        for a in ray.util.list_named_actors(all_namespaces=True)
+        if a["namespace"] == namespace and a["name"].startswith(f"{instance}:")
+    }
