@@ -224,7 +224,11 @@ async def test_a_thousand_suppliers_cost_no_process_and_no_connection_of_their_o
             f" idle CPU {idle_before * 1000:.0f} -> {idle_after * 1000:.0f} ms/s"
         )
         assert actors_after == actors_before  # not one actor (a process each) more
-        assert processes_after <= processes_before
+        # Every process of this platform is a named actor (equal sets, above); the count of
+        # all Ray processes is a coarse bound: other tests' actors (other namespaces, a
+        # retiring dedicated host) may still be starting or exiting. One per supplier would
+        # be a thousand.
+        assert processes_after <= processes_before + 3
         # Each pool host holds one pool (4 + 2 overflow) whatever it hosts; the API replica
         # may open the rest of its own. (A process per supplier once meant 1,000 pools.)
         pool_conns = config.suppliers.pool_hosts * (config.suppliers.db_pool_size + 2)
