@@ -335,22 +335,22 @@ class WorkRepository:
     async def with_issued_orders(self, supplier_ids: Sequence[str], now: datetime) -> set[str]:
         """Those of `supplier_ids` with an order a feed event can still change (issued, or
         being issued or refunded) for a session not more than two days past: only their
-        feeds are worth reading while they are idle."""
-        found: set[str] = set()
-        since = now - timedelta(days=2)
+        feeds are worth reading while they are idle. One query over those orders (no list of
+        suppliers sent), however many suppliers a host has."""
+        if not supplier_ids:
+            return set()
+        q = (
+            select(orders.c.supplier_id)
+            .join(sessions, sessions.c.id == orders.c.session_id)
+            .where(
+                orders.c.status.in_(_FEED_CHANGES),
+                sessions.c.starts_at >= now - timedelta(days=2),
+            )
+            .distinct()
+        )
         async with self._engine.connect() as conn:
-            for chunk in _chunks(supplier_ids):
-                q = select(suppliers.c.id).where(
-                    suppliers.c.id.in_(chunk),
-                    exists().where(
-                        orders.c.supplier_id == suppliers.c.id,
-                        orders.c.status.in_(_FEED_CHANGES),
-                        sessions.c.id == orders.c.session_id,
-                        sessions.c.starts_at >= since,
-                    ),
-                )
-                found.update(r[0] for r in (await conn.execute(q)).all())
-        return found
+            found = {r[0] for r in (await conn.execute(q)).all()}
+        return found & set(supplier_ids)
 
     async def release_done(self, order_id: str, now: datetime) -> None:
         async with self._engine.begin() as conn:

@@ -41,8 +41,17 @@ async def seed_demo(settings: Settings, sandbox_url: str) -> dict[str, Any]:
             owner_kind=DISTRIBUTOR, distributor_id=dist.id, now=now
         )
         await accounts.create_grant(dist.id, GrantScope.ALL, None, now=now)
-        shows = await catalog.list_shows()
-        first = await catalog.show_detail(shows[0]["id"]) if shows else None
+        # The example is a session that takes orders as the README shows them: on sale,
+        # with a tier, and not real-name (those need attendees).
+        example: tuple[str, str, str] | None = None
+        for show in await catalog.list_shows():
+            detail = await catalog.show_detail(show["id"])
+            for ses in (detail or {}).get("sessions", []):
+                if ses["tiers"] and not ses["real_name_required"] and ses["status"] == "online":
+                    example = (show["id"], ses["id"], ses["tiers"][0]["id"])
+                    break
+            if example is not None:
+                break
     finally:
         await engine.dispose()
     info: dict[str, Any] = {
@@ -52,12 +61,8 @@ async def seed_demo(settings: Settings, sandbox_url: str) -> dict[str, Any]:
         "supplier_id": supplier.id,
         "base_url": f"http://{settings.http_host}:{settings.http_port}",
     }
-    if first and first["sessions"] and first["sessions"][0]["tiers"]:
-        info["example"] = {
-            "show_id": first["id"],
-            "session_id": first["sessions"][0]["id"],
-            "tier_id": first["sessions"][0]["tiers"][0]["id"],
-        }
+    if example is not None:
+        info["example"] = dict(zip(("show_id", "session_id", "tier_id"), example, strict=True))
     path = settings.data_dir / "demo-key.json"
     write_private(path, json.dumps(info, indent=2) + "\n")
     return info
