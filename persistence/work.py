@@ -198,38 +198,17 @@ class WorkRepository:
         """Due negotiations of pooled suppliers (one replica), at most `per_supplier` of
         each (one supplier's backlog fills no round): of every pooled supplier, at most
         `limit` (one cheap query when little is due), or of `supplier_ids` only, all."""
-        found: list[Negotiation] = []
-        async with self._engine.connect() as conn:
-            chunks: list[list[str] | None] = (
-                [None] if supplier_ids is None else list(_chunks(supplier_ids))
-            )
-            for chunk in chunks:
-                ranked = (
-                    select(
-                        negotiations,
-                        func.row_number()
-                        .over(
-                            partition_by=negotiations.c.supplier_id,
-                            order_by=negotiations.c.next_poll_at,
-                        )
-                        .label("nth"),
-                    )
-                    .join(suppliers, suppliers.c.id == negotiations.c.supplier_id)
-                    .where(
-                        negotiations.c.status == _ACTIVE,
-                        negotiations.c.next_poll_at <= now,
-                        suppliers.c.replicas <= 1,
-                        *(() if chunk is None else (negotiations.c.supplier_id.in_(chunk),)),
-                    )
-                    .subquery()
-                )
-                q = select(*(ranked.c[c.name] for c in negotiations.c)).where(
-                    ranked.c.nth <= per_supplier
-                )
-                if chunk is None:
-                    q = q.order_by(ranked.c.next_poll_at).limit(limit)
-                found += [_negotiation(r) for r in (await conn.execute(q)).all()]
-        return found
+        rows = await self._pooled_due(
+            negotiations,
+            tuple(negotiations.c),
+            negotiations.c.next_poll_at,
+            negotiations.c.status == _ACTIVE,
+            now,
+            supplier_ids,
+            per_supplier,
+            limit,
+        )
+        return [_negotiation(r) for r in rows]
 
     async def negotiations_of(self, order_id: str) -> list[Negotiation]:
         q = select(negotiations).where(negotiations.c.order_id == order_id)
@@ -296,40 +275,58 @@ class WorkRepository:
         limit: int = 1000,
     ) -> list[PendingRelease]:
         """Due releases of pooled suppliers, as `due_negotiations_pooled`."""
-        found: list[PendingRelease] = []
+        rows = await self._pooled_due(
+            releases,
+            (releases.c.order_id, releases.c.supplier_id, releases.c.attempts),
+            releases.c.next_attempt_at,
+            releases.c.status == "pending",
+            now,
+            supplier_ids,
+            per_supplier,
+            limit,
+        )
+        return [PendingRelease(*r) for r in rows]
+
+    async def _pooled_due(
+        self,
+        table: Any,
+        columns: tuple[Any, ...],
+        due: Any,
+        pending: Any,
+        now: datetime,
+        supplier_ids: Sequence[str] | None,
+        per_supplier: int,
+        limit: int,
+    ) -> list[Any]:
+        """`columns` of `table`'s rows `pending` and `due` by `now` of pooled suppliers, at
+        most `per_supplier` of each: of all (at most `limit`) or of `supplier_ids`."""
+        chunks: list[list[str] | None] = (
+            [None] if supplier_ids is None else list(_chunks(supplier_ids))
+        )
+        found: list[Any] = []
         async with self._engine.connect() as conn:
-            chunks: list[list[str] | None] = (
-                [None] if supplier_ids is None else list(_chunks(supplier_ids))
-            )
             for chunk in chunks:
                 ranked = (
                     select(
-                        releases.c.order_id,
-                        releases.c.supplier_id,
-                        releases.c.attempts,
-                        releases.c.next_attempt_at,
+                        *columns,
+                        due.label("due_at"),
                         func.row_number()
-                        .over(
-                            partition_by=releases.c.supplier_id,
-                            order_by=releases.c.next_attempt_at,
-                        )
+                        .over(partition_by=table.c.supplier_id, order_by=due)
                         .label("nth"),
                     )
-                    .join(suppliers, suppliers.c.id == releases.c.supplier_id)
+                    .join(suppliers, suppliers.c.id == table.c.supplier_id)
                     .where(
-                        releases.c.status == "pending",
-                        releases.c.next_attempt_at <= now,
+                        pending,
+                        due <= now,
                         suppliers.c.replicas <= 1,
-                        *(() if chunk is None else (releases.c.supplier_id.in_(chunk),)),
+                        *(() if chunk is None else (table.c.supplier_id.in_(chunk),)),
                     )
                     .subquery()
                 )
-                q = select(ranked.c.order_id, ranked.c.supplier_id, ranked.c.attempts).where(
-                    ranked.c.nth <= per_supplier
-                )
+                q = select(*(ranked.c[c.name] for c in columns)).where(ranked.c.nth <= per_supplier)
                 if chunk is None:
-                    q = q.order_by(ranked.c.next_attempt_at).limit(limit)
-                found += [PendingRelease(*r) for r in (await conn.execute(q)).all()]
+                    q = q.order_by(ranked.c.due_at).limit(limit)
+                found += (await conn.execute(q)).all()
         return found
 
     async def with_issued_orders(self, supplier_ids: Sequence[str], now: datetime) -> set[str]:
