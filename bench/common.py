@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.proc_cpu import CpuSnapshot
 from showdist.client import Credentials, encode_body
 from showdist.platform import RunningPlatform, start_platform
 from showdist.settings import Settings
@@ -80,6 +81,10 @@ class Stack:
     admin: SandboxAdmin
     platform: RunningPlatform
     world: World
+
+    def cpu(self) -> CpuSnapshot:
+        """CPU by process of everything the benchmark runs, PostgreSQL included."""
+        return CpuSnapshot.take(extra_roots=(self.pg.postmaster_pid(),))
 
 
 @contextmanager

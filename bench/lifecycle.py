@@ -15,6 +15,8 @@ import uuid
 from collections import Counter
 
 from bench.common import FastSignedClient, Stack, Timings, run_concurrently, stack, timed
+from bench.proc_cpu import cpu_lines
+from bench.profiles import Profiler
 
 
 async def platform_lifecycles(s: Stack, n: int, concurrency: int) -> tuple[float, Timings, Timings]:
@@ -73,7 +75,9 @@ async def healthz_rate(s: Stack, n: int, concurrency: int) -> float:
     return n / elapsed
 
 
-async def main_async(s: Stack, orders: int, concurrencies: list[int]) -> None:
+async def main_async(
+    s: Stack, orders: int, concurrencies: list[int], profiler: Profiler | None = None
+) -> None:
     # Warm up: activations, connection pools, supplier actor.
     await platform_lifecycles(s, 50, 4)
     direct = await sandbox_direct(s, orders, max(concurrencies))
@@ -81,7 +85,13 @@ async def main_async(s: Stack, orders: int, concurrencies: list[int]) -> None:
     print(f"baseline sandbox direct lock+issue : {direct:8.1f} lifecycles/s")
     print(f"baseline unsigned GET /healthz     : {health:8.1f} req/s")
     for c in concurrencies:
+        before = s.cpu()
+        if profiler is not None:
+            profiler.start(f"c{c}")
         rate, lock_t, issue_t = await platform_lifecycles(s, orders, c)
+        if profiler is not None:
+            profiler.stop()
+        spent = s.cpu().since(before)
         print(f"\nconcurrency {c}: {rate:.1f} orders/s (lock+issue), {2 * rate:.1f} signed calls/s")
         print(lock_t.line())
         print(issue_t.line())
@@ -89,6 +99,8 @@ async def main_async(s: Stack, orders: int, concurrencies: list[int]) -> None:
             f"  ratio: {rate / direct:.3f} of sandbox-direct lifecycles/s; "
             f"{2 * rate / health:.3f} of the /healthz request rate"
         )
+        print("  CPU per lifecycle, by process (/proc):")
+        print("\n".join(cpu_lines(spent, orders)))
 
 
 def main() -> None:
@@ -97,9 +109,11 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, nargs="+", default=[8, 16])
     p.add_argument("--order-hosts", type=int, default=2)
     p.add_argument("--serve-replicas", type=int, default=1)
+    p.add_argument("--profile", metavar="DIR", help="py-spy every platform process into DIR")
     args = p.parse_args()
+    profiler = Profiler(args.profile) if args.profile else None
     with stack(order_hosts=args.order_hosts, serve_replicas=args.serve_replicas) as s:
-        asyncio.run(main_async(s, args.orders, args.concurrency))
+        asyncio.run(main_async(s, args.orders, args.concurrency, profiler))
 
 
 if __name__ == "__main__":

@@ -131,6 +131,10 @@ class PostgresServer:
                 )
         _remove_tree(self._root)
 
+    def postmaster_pid(self) -> int:
+        """The server's main process (its first line of postmaster.pid)."""
+        return int((self.data_dir / "postmaster.pid").read_text().split()[0])
+
     def __enter__(self) -> Self:
         return self
 

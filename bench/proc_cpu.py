@@ -1,0 +1,126 @@
+"""CPU time by process, read from /proc, for the benchmarks' "CPU per lifecycle" figures.
+
+Every process a benchmark starts descends from it: Ray's GCS, raylet and workers, Serve's
+proxy or HAProxy, PostgreSQL (through runuser), Redis and the sandbox supplier. A snapshot
+walks /proc once, keeps the benchmark's own process and its descendants, and sums their user
+and system time by role (read from the process's title: Ray names its workers
+`ray::ClassName.method`). The difference of two snapshots over a timed run, divided by the
+lifecycles it completed, is the CPU each role spent per lifecycle.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+# Process title fragment → role, first match wins.
+_ROLES: tuple[tuple[str, str], ...] = (
+    ("OrderHost", "order hosts"),
+    ("SupplierHost", "supplier hosts"),
+    ("ApiIngress", "API replicas"),
+    ("SettlementActor", "settlement actor"),
+    ("CallbackCourier", "callback courier"),
+    ("ProxyActor", "Serve proxy"),
+    ("ServeController", "Serve controller"),
+    ("haproxy", "HAProxy"),
+    ("redis-server", "Redis"),
+    ("suppliers.sandbox", "sandbox supplier"),
+    ("gcs_server", "Ray GCS"),
+    ("raylet", "Ray raylet"),
+    ("ray::", "Ray other workers"),
+    ("dashboard", "Ray agents"),
+    ("runtime_env", "Ray agents"),
+    ("log_monitor", "Ray agents"),
+)
+# Roles that are not the platform's: the load client and the supplier are outside it.
+OUTSIDE = frozenset({"load client", "sandbox supplier"})
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode(errors="replace")
+    except OSError:
+        return None
+
+
+def _stat(pid: int) -> tuple[int, int] | None:
+    """(parent pid, user + system ticks) of one process."""
+    raw = _read(f"/proc/{pid}/stat")
+    if raw is None:
+        return None
+    fields = raw[raw.rfind(")") + 2 :].split()
+    return int(fields[1]), int(fields[11]) + int(fields[12])
+
+
+def _role(pid: int, me: int) -> str:
+    if pid == me:
+        return "load client"
+    if (_read(f"/proc/{pid}/comm") or "").strip() == "postgres":
+        return "PostgreSQL"
+    title = (_read(f"/proc/{pid}/cmdline") or "").replace("\0", " ")
+    if not title.strip():
+        title = _read(f"/proc/{pid}/comm") or ""
+    for fragment, role in _ROLES:
+        if fragment in title:
+            return role
+    return "other"
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """CPU seconds by pid, with each pid's role, for the benchmark's process tree."""
+
+    seconds: dict[int, float]
+    roles: dict[int, str]
+
+    @classmethod
+    def take(cls, extra_roots: tuple[int, ...] = ()) -> CpuSnapshot:
+        """The benchmark's process tree, and the trees of `extra_roots` (daemons such as
+        PostgreSQL's postmaster, which `pg_ctl` detaches from its starter)."""
+        me = os.getpid()
+        parents: dict[int, int] = {}
+        ticks: dict[int, int] = {}
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                st = _stat(int(name))
+                if st is not None:
+                    parents[int(name)], ticks[int(name)] = st
+        children: dict[int, list[int]] = defaultdict(list)
+        for pid, parent in parents.items():
+            children[parent].append(pid)
+        mine, todo = [], [me, *extra_roots]
+        while todo:
+            pid = todo.pop()
+            mine.append(pid)
+            todo.extend(children.get(pid, ()))
+        return cls(
+            {pid: ticks[pid] / _TICK for pid in mine if pid in ticks},
+            {pid: _role(pid, me) for pid in mine},
+        )
+
+    def since(self, before: CpuSnapshot) -> dict[str, float]:
+        """CPU seconds by role between `before` and this snapshot (a process that started in
+        between counts from zero; one that ended in between is not counted)."""
+        by_role: dict[str, float] = defaultdict(float)
+        for pid, secs in self.seconds.items():
+            by_role[self.roles[pid]] += secs - before.seconds.get(pid, 0.0)
+        return dict(by_role)
+
+
+def cpu_lines(by_role: dict[str, float], lifecycles: int, *, unit: str = "lifecycle") -> list[str]:
+    """The table a benchmark prints: ms of CPU per lifecycle by role, the platform's total
+    (every role but the load client and the supplier) and the whole machine's."""
+    per = {role: 1000.0 * secs / max(1, lifecycles) for role, secs in by_role.items()}
+    lines = [
+        f"    {role:>20}: {ms:6.2f} ms/{unit}"
+        for role, ms in sorted(per.items(), key=lambda kv: -kv[1])
+        if ms >= 0.005
+    ]
+    platform = sum(ms for role, ms in per.items() if role not in OUTSIDE)
+    lines.append(f"    {'platform in all':>20}: {platform:6.2f} ms/{unit}  (target <= 8)")
+    lines.append(f"    {'with client+supplier':>20}: {sum(per.values()):6.2f} ms/{unit}")
+    return lines
