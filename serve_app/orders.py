@@ -7,6 +7,7 @@ order's state."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import Annotated, Any
@@ -40,6 +41,7 @@ from serve_app.paging import (
 from serve_app.replies import reply_response
 from serve_app.responses import JSONResponse
 from serve_app.schemas import CreateOrderBody, RefundBody
+from serve_app.state import PlatformState
 from serve_app.views import order_view
 
 # The statuses an order list may be filtered by (documented; the route checks them).
@@ -116,6 +118,7 @@ async def create_order(request: Request, caller: DistributorCaller) -> JSONRespo
     elif tier.show_status != "online" or tier.session_status != "online":
         refusal = ApiError(409, "not_on_sale", "this session is not on sale")
     ttl = state.settings.lock_ttl_seconds
+    asked = time.monotonic()
     cmd = CreateOrder(
         order_id=order_id_for(caller.distributor_id, body.distributor_order_id),
         distributor_id=caller.distributor_id,
@@ -138,6 +141,7 @@ async def create_order(request: Request, caller: DistributorCaller) -> JSONRespo
         lock_seconds=min(body.lock_seconds or ttl, ttl),
         attendees=attendees,
         tickets_per_id=tier.tickets_per_id if tier.real_name_required else 0,
+        known_sold_out=refusal is None and state.sold_out.check(tier.tier_id, body.quantity, asked),
     )
     host = state.hosts.for_order(cmd.order_id)
     if refusal is not None:
@@ -146,7 +150,31 @@ async def create_order(request: Request, caller: DistributorCaller) -> JSONRespo
         known = await host.get(cmd.order_id, caller.distributor_id)
         if known.verdict is Verdict.NOT_FOUND:
             raise refusal
-    return reply_response(await host.create(cmd), state)
+        return reply_response(await host.create(cmd), state)
+    if cmd.known_sold_out:
+        return reply_response(await host.create(cmd), state)
+    return reply_response(await _asking_the_supplier(state, host, cmd, asked), state)
+
+
+async def _asking_the_supplier(
+    state: PlatformState, host: OrderHostCalls, cmd: CreateOrder, asked: float
+) -> OrderReply:
+    """A create whose lock goes to the supplier; its answer teaches the stock view."""
+    asked_wall = state.now()
+    sold_out = False
+    try:
+        reply = await host.create(cmd)
+        # Sold out just now (a repeat of an old sold-out create is no news of the stock).
+        sold_out = (
+            reply.verdict is Verdict.SOLD_OUT
+            and reply.order is not None
+            and reply.order.updated_at >= asked_wall
+        )
+        return reply
+    finally:
+        state.sold_out.answered(
+            cmd.tier_id, cmd.quantity, sold_out=sold_out, asked_at=asked, now=time.monotonic()
+        )
 
 
 def _attendees(body: CreateOrderBody, real_name: bool, today: date) -> tuple[Attendee, ...]:

@@ -14,6 +14,7 @@ from actors.routing import OrderHosts, pooled
 from actors.startup import settlement_actor
 from domain.replies import OrderReply
 from domain.signing import ed25519_public_key_b64
+from domain.sold_out import SoldOutView
 from persistence.db import make_engine
 from persistence.identity import IdentityVault, identity_key
 from persistence.nonces import DbNonceStore
@@ -85,6 +86,8 @@ class PlatformState:
         self.platform_public_key = ed25519_public_key_b64(
             Ed25519PrivateKey.from_private_bytes(seed)
         )
+        # Tiers the supplier just said are sold out, a view at most that old (domain.sold_out).
+        self.sold_out = SoldOutView(settings.sold_out_view_seconds)
         # Order calls in flight, by (method, order id, distributor id): see serve_app.single_flight.
         self.in_flight: SingleFlight[tuple[str, str, str | None], OrderReply] = SingleFlight()
 

@@ -81,6 +81,12 @@ class Settings(BaseSettings):
         default=900.0, gt=0, description="how often an idle supplier's catalog is pulled"
     )
     stock_max_age_seconds: float = Field(default=2.0, description="how stale stock may be")
+    sold_out_view_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description="a tier the supplier said is sold out is refused without asking it again "
+        "for this long (0: always ask)",
+    )
     auth_cache_seconds: float = Field(
         default=1.0, description="how long an API replica trusts a cached key or grant"
     )
