@@ -100,7 +100,7 @@ async def main_async(
             f"{2 * rate / health:.3f} of the /healthz request rate"
         )
         print("  CPU per lifecycle, by process (/proc):")
-        print("\n".join(cpu_lines(spent, orders)))
+        print("\n".join(cpu_lines(spent, orders, target_ms=8)))
 
 
 def main() -> None:
