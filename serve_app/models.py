@@ -384,6 +384,21 @@ class DistributorView(Model):
     keys: list[KeyView]
 
 
+class DistributorSummary(Model):
+    """A distributor as the list shows it (its keys: `GET /admin/v1/distributors/{id}`)."""
+
+    id: str
+    name: str
+    status: Literal["active", "suspended"]
+    rate_limit_per_s: int | None = Field(description="null: the platform's default applies")
+    created_at: datetime
+
+
+class DistributorPage(Model):
+    items: list[DistributorSummary]
+    next_cursor: str | None
+
+
 class NewKey(Model):
     key_id: str
     type: Literal["hmac", "ed25519"]
