@@ -24,7 +24,7 @@ function say(message) {
 }
 
 function complain(error) {
-  const text = error instanceof ApiError ? `${error.code}: ${error.message.slice(error.code.length + 2)}` : String(error.message ?? error);
+  const text = String(error?.message ?? error);
   $("banner").textContent = text;
   $("banner").dataset.code = error instanceof ApiError ? error.code : "";
   $("banner").hidden = false;
@@ -93,12 +93,13 @@ async function signIn(event) {
   await show();
 }
 
+window.addEventListener("console-error", (event) => complain(event.detail));
 window.addEventListener("unhandledrejection", (event) => complain(event.reason));
 window.addEventListener("error", (event) => complain(event.error ?? event.message));
 window.addEventListener("hashchange", () => {
   $("notice").hidden = true;
   $("banner").hidden = true;
-  show();
+  show().catch(complain);
 });
 $("sign-out").addEventListener("click", () => signOut("Signed out."));
 $("signin-form").addEventListener("submit", (event) => signIn(event).catch(complain));
@@ -109,6 +110,6 @@ if (!hasWebCrypto()) {
   showSignIn();
 } else {
   api = Api.stored();
-  show();
+  show().catch(complain);
 }
 document.documentElement.dataset.console = "loaded";

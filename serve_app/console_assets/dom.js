@@ -1,10 +1,24 @@
 // Building the page from API data without innerHTML: text is always text.
 
+// An event handler whose failure (a refused request, a bad input) is shown on the page, by
+// app.js, rather than lost as an unhandled rejection.
+function reported(handler) {
+  const report = (error) => window.dispatchEvent(new CustomEvent("console-error", { detail: error }));
+  return (event) => {
+    try {
+      const result = handler(event);
+      if (result && typeof result.catch === "function") result.catch(report);
+    } catch (error) {
+      report(error);
+    }
+  };
+}
+
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
   for (const [name, value] of Object.entries(attrs)) {
     if (value === undefined || value === null || value === false) continue;
-    if (name.startsWith("on")) el.addEventListener(name.slice(2), value);
+    if (name.startsWith("on")) el.addEventListener(name.slice(2), reported(value));
     else if (name === "class") el.className = value;
     else el.setAttribute(name, value === true ? "" : String(value));
   }

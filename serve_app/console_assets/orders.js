@@ -119,7 +119,7 @@ export async function ordersPage(api, root, say, openId = null) {
   };
   root.replaceChildren(
     h("h1", {}, "Orders needing a person"),
-    h("button", { type: "button", onclick: () => ordersPage(api, root, say) }, "Refresh"),
+    h("button", { type: "button", "data-action": "refresh", onclick: () => ordersPage(api, root, say) }, "Refresh"),
     orderList("Flagged: past the give-up time, waiting for a decision", "flagged", flagged, (id) => { openId = id; return open(id); }),
     orderList("Negotiating: the platform is still asking the supplier", "negotiating", negotiating, (id) => { openId = id; return open(id); }),
     panel,

@@ -150,7 +150,7 @@ export async function suppliersPage(api, root, say) {
   const refresh = () => suppliersPage(api, root, say);
   root.replaceChildren(
     h("h1", {}, "Suppliers"),
-    h("button", { type: "button", onclick: refresh }, "Refresh"),
+    h("button", { type: "button", "data-action": "refresh", onclick: refresh }, "Refresh"),
     ...details.map((s) =>
       h(
         "section",
