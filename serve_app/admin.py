@@ -36,7 +36,13 @@ from serve_app.models import (
     SupplierView,
     SyncResult,
 )
-from serve_app.paging import CURSOR, LIMIT, decode_cursor, encode_cursor, parse_limit
+from serve_app.paging import (
+    CursorParam,
+    LimitParam,
+    decode_cursor,
+    encode_cursor,
+    parse_limit,
+)
 from serve_app.replies import reply_response
 from serve_app.responses import JSONResponse
 from serve_app.schemas import Body, Time
@@ -73,8 +79,8 @@ async def list_orders(
     supplier_id: str | None = None,
     negotiating: Annotated[str | None, Query(json_schema_extra=_FLAG)] = None,
     flagged: Annotated[str | None, Query(json_schema_extra=_FLAG)] = None,
-    limit: Annotated[int | None, Query(json_schema_extra=LIMIT)] = None,
-    cursor: Annotated[str | None, Query(json_schema_extra=CURSOR)] = None,
+    limit: LimitParam = None,
+    cursor: CursorParam = None,
 ) -> dict[str, Any]:
     state = state_of(request)
     if status is not None and status not in OrderStatus.__members__:
@@ -451,8 +457,8 @@ async def create_distributor(request: Request, _caller: AdminCaller) -> JSONResp
 async def list_distributors(
     request: Request,
     _caller: AdminCaller,
-    limit: Annotated[int | None, Query(json_schema_extra=LIMIT)] = None,
-    cursor: Annotated[str | None, Query(json_schema_extra=CURSOR)] = None,
+    limit: LimitParam = None,
+    cursor: CursorParam = None,
 ) -> dict[str, Any]:
     """Every distributor by (created_at, id), without its keys."""
     state = state_of(request)

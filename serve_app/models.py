@@ -375,15 +375,6 @@ class KeyView(Model):
     created_at: datetime
 
 
-class DistributorView(Model):
-    id: str
-    name: str
-    status: Literal["active", "suspended"]
-    rate_limit_per_s: int | None = Field(description="null: the platform's default applies")
-    created_at: datetime
-    keys: list[KeyView]
-
-
 class DistributorSummary(Model):
     """A distributor as the list shows it (its keys: `GET /admin/v1/distributors/{id}`)."""
 
@@ -392,6 +383,12 @@ class DistributorSummary(Model):
     status: Literal["active", "suspended"]
     rate_limit_per_s: int | None = Field(description="null: the platform's default applies")
     created_at: datetime
+
+
+class DistributorView(DistributorSummary):
+    """A distributor with its keys."""
+
+    keys: list[KeyView]
 
 
 class DistributorPage(Model):

@@ -22,32 +22,35 @@ async function download(api, period, say) {
   say(`Saved ${name} (${blob.size} bytes).`);
 }
 
+// A column of a row's `key`, in the row's own currency.
+const moneyCol = (title, key) => [title, (r) => formatMoney(r[key], r.currency), { num: true }];
+
 function snapshotPart(api, s, say, reload) {
-  const money = (currency) => (n) => formatMoney(n, currency);
   return h(
     "section",
     { class: "card", "data-snapshot": s.period },
     h("h2", {}, `Period ${s.period} `, h("span", { "data-value": "closed" }, s.closed ? "closed" : "open")),
-    h("p", {}, s.closed ? `Statement closed at ${s.closed_at}, digest ` : `Snapshot as of flow ${s.as_of_flow_id}; `, s.closed ? h("code", {}, s.digest) : "", ` · ${s.flows} flows${s.holds ? " · holds" : ""}`),
+    h("p", {}, s.closed ? `Statement closed at ${s.closed_at}, digest ` : `Snapshot as of flow ${s.as_of_flow_id}`, s.closed ? h("code", {}, s.digest) : "", ` · ${s.flows} flows`),
     h(
       "div",
       { class: "card", "data-part": "checks" },
       h("h3", {}, "Receivable ≥ settlement"),
-      h("p", {}, "This period: ", h("span", { "data-check": "period" }, check(s.checks.period)), " · to date: ", h("span", { "data-check": "to_date" }, check(s.checks.to_date)), " · every order: ", h("span", { "data-check": "orders" }, check(s.checks.orders))),
+      h("p", {}, "Overall (to date and every order): ", h("span", { "data-check": "holds" }, check(s.holds))),
+      h("p", {}, "To date: ", h("span", { "data-check": "to_date" }, check(s.checks.to_date)), " · every order: ", h("span", { "data-check": "orders" }, check(s.checks.orders)), " · this day's own flows (reported only: a day of refunds may be negative): ", h("span", { "data-check": "period" }, check(s.checks.period))),
       s.checks.violating_orders_count ? h("p", { class: "error" }, `${s.checks.violating_orders_count} orders violate it: ${s.checks.violating_orders.join(", ")}`) : null,
     ),
     h("h3", {}, "Totals"),
     table(
       [
         ["currency", (c) => c.currency],
-        ["receivable +", (c) => money(c.currency)(c.receivable_plus), { num: true }],
-        ["receivable −", (c) => money(c.currency)(c.receivable_minus), { num: true }],
-        ["receivable net", (c) => money(c.currency)(c.receivable_net), { num: true }],
-        ["settlement +", (c) => money(c.currency)(c.settlement_plus), { num: true }],
-        ["settlement −", (c) => money(c.currency)(c.settlement_minus), { num: true }],
-        ["settlement net", (c) => money(c.currency)(c.settlement_net), { num: true }],
-        ["retained", (c) => money(c.currency)(c.retained), { num: true }],
-        ["retained to date", (c) => money(c.currency)(c.retained_to_date), { num: true }],
+        moneyCol("receivable +", "receivable_plus"),
+        moneyCol("receivable −", "receivable_minus"),
+        moneyCol("receivable net", "receivable_net"),
+        moneyCol("settlement +", "settlement_plus"),
+        moneyCol("settlement −", "settlement_minus"),
+        moneyCol("settlement net", "settlement_net"),
+        moneyCol("retained", "retained"),
+        moneyCol("retained to date", "retained_to_date"),
       ],
       s.currencies,
       { "data-table": "totals" },
@@ -57,9 +60,9 @@ function snapshotPart(api, s, say, reload) {
       [
         ["distributor", (d) => d.distributor_id],
         ["currency", (d) => d.currency],
-        ["plus", (d) => money(d.currency)(d.receivable_plus), { num: true }],
-        ["minus", (d) => money(d.currency)(d.receivable_minus), { num: true }],
-        ["net", (d) => money(d.currency)(d.net), { num: true }],
+        moneyCol("plus", "receivable_plus"),
+        moneyCol("minus", "receivable_minus"),
+        moneyCol("net", "net"),
       ],
       s.distributors,
       { "data-table": "per-distributor" },
@@ -69,9 +72,9 @@ function snapshotPart(api, s, say, reload) {
       [
         ["supplier", (d) => d.supplier_id],
         ["currency", (d) => d.currency],
-        ["plus", (d) => money(d.currency)(d.settlement_plus), { num: true }],
-        ["minus", (d) => money(d.currency)(d.settlement_minus), { num: true }],
-        ["net", (d) => money(d.currency)(d.net), { num: true }],
+        moneyCol("plus", "settlement_plus"),
+        moneyCol("minus", "settlement_minus"),
+        moneyCol("net", "net"),
       ],
       s.suppliers,
       { "data-table": "per-supplier" },
@@ -131,7 +134,7 @@ export async function settlementPage(api, root, say, openPeriod = null, chosen =
               ["flows", (p) => p.flows, { num: true }],
               ...SERIES.map(([key, , label]) => [label, (p) => (totalsIn(p) ? formatMoney(totalsIn(p)[key], currency) : "—"), { num: true }]),
               ["retained to date", (p) => (totalsIn(p) ? formatMoney(totalsIn(p).retained_to_date, currency) : "—"), { num: true }],
-              ["holds", (p) => (p.holds ? "yes" : "no")],
+              ["receivable ≥ settlement", (p) => check(p.holds)],
               ["closed at", (p) => p.closed_at],
             ],
             periods,
