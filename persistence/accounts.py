@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.grants import Grant, GrantScope
@@ -43,6 +43,10 @@ class Distributor:
     rate_limit_per_s: int | None = None
 
 
+def _distributor(row: Any) -> Distributor:
+    return Distributor(row.id, row.name, row.status, row.created_at, row.rate_limit_per_s)
+
+
 def _owner(owner_kind: str, distributor_id: str | None) -> str:
     return f"{owner_kind}:{distributor_id or '-'}"
 
@@ -68,9 +72,24 @@ class AccountRepository:
             row = (
                 await conn.execute(select(distributors).where(distributors.c.id == distributor_id))
             ).first()
-        if row is None:
-            return None
-        return Distributor(row.id, row.name, row.status, row.created_at, row.rate_limit_per_s)
+        return None if row is None else _distributor(row)
+
+    async def list_distributors(
+        self, *, after: tuple[datetime, str] | None = None, limit: int = 100
+    ) -> list[Distributor]:
+        """A keyset page of distributors by (created_at, id), strictly after `after`."""
+        q = select(distributors).order_by(distributors.c.created_at, distributors.c.id)
+        if after is not None:
+            at, last_id = after
+            q = q.where(
+                or_(
+                    distributors.c.created_at > at,
+                    and_(distributors.c.created_at == at, distributors.c.id > last_id),
+                )
+            )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(q.limit(limit))).all()
+        return [_distributor(r) for r in rows]
 
     async def set_distributor_status(self, distributor_id: str, status: str, now: datetime) -> bool:
         return await self._update_distributor(distributor_id, now, status=status)

@@ -21,6 +21,7 @@ from serve_app.errors import ApiError, describe_validation, error_response
 from serve_app.models import (
     AdminOrderDetail,
     AdminOrderPage,
+    DistributorPage,
     DistributorView,
     GrantList,
     GrantRevoked,
@@ -35,7 +36,13 @@ from serve_app.models import (
     SupplierView,
     SyncResult,
 )
-from serve_app.paging import CURSOR, LIMIT, decode_cursor, encode_cursor, parse_limit
+from serve_app.paging import (
+    CursorParam,
+    LimitParam,
+    decode_cursor,
+    encode_cursor,
+    parse_limit,
+)
 from serve_app.replies import reply_response
 from serve_app.responses import JSONResponse
 from serve_app.schemas import Body, Time
@@ -72,8 +79,8 @@ async def list_orders(
     supplier_id: str | None = None,
     negotiating: Annotated[str | None, Query(json_schema_extra=_FLAG)] = None,
     flagged: Annotated[str | None, Query(json_schema_extra=_FLAG)] = None,
-    limit: Annotated[int | None, Query(json_schema_extra=LIMIT)] = None,
-    cursor: Annotated[str | None, Query(json_schema_extra=CURSOR)] = None,
+    limit: LimitParam = None,
+    cursor: CursorParam = None,
 ) -> dict[str, Any]:
     state = state_of(request)
     if status is not None and status not in OrderStatus.__members__:
@@ -393,17 +400,23 @@ class GrantBody(Body):
     valid_until: Time | None = None
 
 
+def _distributor_summary(d: Any, tz: Any) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "name": d.name,
+        "status": d.status,
+        "rate_limit_per_s": d.rate_limit_per_s,
+        "created_at": ts(d.created_at, tz),
+    }
+
+
 async def _distributor_view(state: Any, distributor_id: str) -> dict[str, Any]:
     d = await state.accounts.get_distributor(distributor_id)
     if d is None:
         raise ApiError(404, "not_found", "no such distributor")
     keys = await state.accounts.keys_of(distributor_id)
     return {
-        "id": d.id,
-        "name": d.name,
-        "status": d.status,
-        "rate_limit_per_s": d.rate_limit_per_s,
-        "created_at": ts(d.created_at, state.tz),
+        **_distributor_summary(d, state.tz),
         "keys": [
             {
                 "key_id": k["id"],
@@ -435,6 +448,25 @@ async def create_distributor(request: Request, _caller: AdminCaller) -> JSONResp
     if body.rate_limit_per_s is not None:
         await state.accounts.set_rate_limit(d.id, body.rate_limit_per_s, state.now())
     return JSONResponse(await _distributor_view(state, d.id), status_code=201)
+
+
+@router.get(
+    "/distributors",
+    **operation(ADMIN, ok={200: (DistributorPage, "a page of distributors, oldest first")}),
+)
+async def list_distributors(
+    request: Request,
+    _caller: AdminCaller,
+    limit: LimitParam = None,
+    cursor: CursorParam = None,
+) -> dict[str, Any]:
+    """Every distributor by (created_at, id), without its keys."""
+    state = state_of(request)
+    n = parse_limit(limit)
+    found = await state.accounts.list_distributors(after=decode_cursor(cursor), limit=n)
+    items = [_distributor_summary(d, state.tz) for d in found]
+    next_cursor = encode_cursor(found[-1].created_at, found[-1].id) if len(found) == n else None
+    return {"items": items, "next_cursor": next_cursor}
 
 
 @router.get(

@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from serve_app import admin, callbacks_admin, catalog, orders, settlement
+from serve_app import admin, callbacks_admin, catalog, console, orders, settlement
 from serve_app.contract import complete
 from serve_app.deps import AdminCaller
 from serve_app.errors import install_error_handlers
@@ -47,6 +47,7 @@ def build_app(state: PlatformState | None = None) -> FastAPI:
         admin.router,
         callbacks_admin.router,
         settlement.router,
+        console.router,
     ):
         app.include_router(router)
     _serve_schema(app)

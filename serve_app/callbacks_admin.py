@@ -12,7 +12,13 @@ from serve_app.contract import ADMIN, operation
 from serve_app.deps import AdminCaller, state_of
 from serve_app.errors import ApiError
 from serve_app.models import CallbackPage, Redelivery
-from serve_app.paging import CURSOR, LIMIT, decode_cursor, encode_cursor, parse_limit
+from serve_app.paging import (
+    CursorParam,
+    LimitParam,
+    decode_cursor,
+    encode_cursor,
+    parse_limit,
+)
 from serve_app.views import ts
 
 router = APIRouter(prefix="/admin/v1/callbacks")
@@ -39,8 +45,8 @@ async def list_callbacks(
     _caller: AdminCaller,
     status: Annotated[str | None, Query(json_schema_extra={"enum": list(_STATUSES)})] = None,
     distributor_id: str | None = None,
-    limit: Annotated[int | None, Query(json_schema_extra=LIMIT)] = None,
-    cursor: Annotated[str | None, Query(json_schema_extra=CURSOR)] = None,
+    limit: LimitParam = None,
+    cursor: CursorParam = None,
 ) -> dict[str, Any]:
     """The messages, oldest first; `status=dead` lists the dead letters."""
     state = state_of(request)

@@ -18,9 +18,9 @@ from serve_app.errors import ApiError
 from serve_app.hot_paths import hot
 from serve_app.models import ShowDetail, ShowPage, Stock
 from serve_app.paging import (
-    CURSOR,
-    LIMIT,
     TIME,
+    CursorParam,
+    LimitParam,
     decode_cursor,
     encode_cursor,
     parse_limit,
@@ -49,8 +49,8 @@ async def list_shows(
     updated_since: Annotated[str | None, Query(json_schema_extra=TIME)] = None,
     city: str | None = None,
     category: str | None = None,
-    limit: Annotated[int | None, Query(json_schema_extra=LIMIT)] = None,
-    cursor: Annotated[str | None, Query(json_schema_extra=CURSOR)] = None,
+    limit: LimitParam = None,
+    cursor: CursorParam = None,
 ) -> dict[str, Any]:
     """Without `updated_since`: the shows on sale that the caller may see. With it: every show
     that changed since then for the caller, including shows that went offline or whose grant

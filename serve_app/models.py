@@ -375,13 +375,25 @@ class KeyView(Model):
     created_at: datetime
 
 
-class DistributorView(Model):
+class DistributorSummary(Model):
+    """A distributor as the list shows it (its keys: `GET /admin/v1/distributors/{id}`)."""
+
     id: str
     name: str
     status: Literal["active", "suspended"]
     rate_limit_per_s: int | None = Field(description="null: the platform's default applies")
     created_at: datetime
+
+
+class DistributorView(DistributorSummary):
+    """A distributor with its keys."""
+
     keys: list[KeyView]
+
+
+class DistributorPage(Model):
+    items: list[DistributorSummary]
+    next_cursor: str | None
 
 
 class NewKey(Model):

@@ -30,9 +30,9 @@ from serve_app.errors import refusal as refusal_of
 from serve_app.hot_paths import hot
 from serve_app.models import Health, Order, OrderPage, PlatformKey
 from serve_app.paging import (
-    CURSOR,
-    LIMIT,
     TIME,
+    CursorParam,
+    LimitParam,
     decode_cursor,
     encode_cursor,
     parse_limit,
@@ -223,8 +223,8 @@ async def list_orders(
     caller: DistributorCaller,
     status: Annotated[str | None, Query(json_schema_extra=STATUS_ENUM)] = None,
     updated_since: Annotated[str | None, Query(json_schema_extra=TIME)] = None,
-    limit: Annotated[int | None, Query(json_schema_extra=LIMIT)] = None,
-    cursor: Annotated[str | None, Query(json_schema_extra=CURSOR)] = None,
+    limit: LimitParam = None,
+    cursor: CursorParam = None,
 ) -> dict[str, Any]:
     state = state_of(request)
     assert caller.distributor_id is not None

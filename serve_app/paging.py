@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
+
+from fastapi import Query
 
 from serve_app.errors import ApiError
 
@@ -22,6 +24,10 @@ TIME: dict[str, Any] = {
     "`+`); empty: not given",
 }
 CURSOR: dict[str, Any] = {"description": "the `next_cursor` of the previous page, as it was"}
+
+# A list route's two paging parameters, as its signature declares them.
+LimitParam = Annotated[int | None, Query(json_schema_extra=LIMIT)]
+CursorParam = Annotated[str | None, Query(json_schema_extra=CURSOR)]
 
 
 def encode_cursor(updated_at: datetime, row_id: str) -> str:

@@ -10,9 +10,9 @@ import io
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from actors.interfaces import SettlementCalls
@@ -30,7 +30,7 @@ from serve_app.contract import ADMIN, operation
 from serve_app.deps import AdminCaller, state_of
 from serve_app.errors import ApiError, refusal
 from serve_app.models import PeriodPage, PeriodSnapshot
-from serve_app.paging import CURSOR, LIMIT, parse_limit
+from serve_app.paging import CursorParam, LimitParam, parse_limit
 from serve_app.responses import JSONResponse
 from serve_app.state import PlatformState
 
@@ -92,8 +92,8 @@ _SETTLEMENT = {503: ("settlement_unavailable",)}
 async def list_periods(
     request: Request,
     _caller: AdminCaller,
-    limit: Annotated[int | None, Query(json_schema_extra=LIMIT)] = None,
-    cursor: Annotated[str | None, Query(json_schema_extra=CURSOR)] = None,
+    limit: LimitParam = None,
+    cursor: CursorParam = None,
 ) -> dict[str, Any]:
     """Every period that has flows or a row, oldest first, with its totals per currency."""
     state = state_of(request)
