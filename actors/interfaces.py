@@ -55,9 +55,6 @@ class CreateOrder:
     # Real-name sessions: one attendee per ticket, and the session's limit per document.
     attendees: tuple[Attendee, ...] = ()
     tickets_per_id: int = 0
-    # The API's stock view says the tier is short of this quantity right now
-    # (`domain.sold_out`): the order is recorded LOCK_FAILED sold_out, the supplier not asked.
-    known_sold_out: bool = False
 
 
 # What an order's actor answers a negotiation's answer or a timer: the order's status after

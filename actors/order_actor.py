@@ -39,7 +39,6 @@ from domain.order import ISSUED_STATUSES, IssuedTicket, Order, SupplierRefund
 from domain.replies import (
     IDEMPOTENCY_CONFLICT,
     NOT_FOUND,
-    SOLD_OUT_REASON,
     OrderReply,
     Verdict,
     cancel_reply,
@@ -176,10 +175,6 @@ class OrderActor:
             if self._order is not None:
                 return self._replay_create(self._order, cmd)
             order = _new_order(cmd, self._clock())
-            if cmd.known_sold_out:
-                # Nothing is asked of the supplier, so nothing can be held there: the order
-                # is written once, already failed, as a sold-out answer would leave it.
-                order.mark_lock_failed(order.created_at, SOLD_OUT_REASON)
             # NEW is on disk before the supplier hears of the lock: whatever happens next, a
             # timer can find the order and release what the supplier may hold.
             if not await self._repo.insert_new(order):
@@ -187,8 +182,6 @@ class OrderActor:
                 assert winner is not None
                 return self._replay_create(winner, cmd)
             self._order = order
-            if cmd.known_sold_out:
-                return create_reply(order, created=True)
             supplier = await self._supplier(order)
             result = await _guarded(
                 supplier.lock(

@@ -103,6 +103,8 @@ def stack(
     admin.load_catalog(world_catalog())
     data_dir = Path(tempfile.mkdtemp(prefix="showdist-bench-"))
     try:
+        # A loaded machine can take longer than Ray's default 60 s to start a raylet.
+        os.environ.setdefault("RAY_raylet_start_wait_time_s", "180")
         ray.init(num_cpus=2, include_dashboard=False, namespace="bench", log_to_driver=False)
         fields: dict[str, Any] = {
             "data_dir": data_dir,

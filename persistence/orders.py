@@ -63,6 +63,7 @@ _SELECT_TICKETS = (
     .where(tickets.c.order_id == bindparam("b_id"))
     .order_by(tickets.c.code)
 )
+_ORDER_EXISTS = select(orders.c.id).where(orders.c.id == bindparam("b_id"))
 _INSERT_ORDER = insert(orders)
 _INSERT_HISTORY = insert(order_history)
 _INSERT_TICKETS = insert(tickets)
@@ -273,6 +274,11 @@ class OrderRepository:
         q = select(func.count()).where(document_claims.c.session_id == session_id)
         async with self._engine.connect() as conn:
             return int(await conn.scalar(q) or 0)
+
+    async def exists(self, order_id: str) -> bool:
+        """Is there an order with this id (one indexed read)?"""
+        async with self._engine.connect() as conn:
+            return (await conn.execute(_ORDER_EXISTS, {"b_id": order_id})).first() is not None
 
     async def _exists(self, order: Order) -> bool:
         q = select(orders.c.id).where(

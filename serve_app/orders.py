@@ -141,7 +141,6 @@ async def create_order(request: Request, caller: DistributorCaller) -> JSONRespo
         lock_seconds=min(body.lock_seconds or ttl, ttl),
         attendees=attendees,
         tickets_per_id=tier.tickets_per_id if tier.real_name_required else 0,
-        known_sold_out=refusal is None and state.sold_out.check(tier.tier_id, body.quantity, asked),
     )
     host = state.hosts.for_order(cmd.order_id)
     if refusal is not None:
@@ -151,9 +150,17 @@ async def create_order(request: Request, caller: DistributorCaller) -> JSONRespo
         if known.verdict is Verdict.NOT_FOUND:
             raise refusal
         return reply_response(await host.create(cmd), state)
-    if cmd.known_sold_out:
+    if state.sold_out.check(tier.tier_id, body.quantity, asked):
+        # Known sold out a moment ago: refused with nothing asked of the supplier and nothing
+        # recorded (so the same distributor_order_id may be tried again later). Only a repeat
+        # of a create that was made before goes on, to answer as every repeat does.
+        if not await state.orders.exists(cmd.order_id):
+            raise ApiError(409, "sold_out", _KNOWN_SOLD_OUT)
         return reply_response(await host.create(cmd), state)
     return reply_response(await _asking_the_supplier(state, host, cmd, asked), state)
+
+
+_KNOWN_SOLD_OUT = "not enough seats left (the supplier said so a moment ago); no order was made"
 
 
 async def _asking_the_supplier(
