@@ -29,6 +29,7 @@ from actors.metrics import (
 )
 from domain.signing import HEADER_KEY, HEADER_NONCE, HEADER_SIGNATURE
 from showdist.client import AsyncSignedClient, encode_body
+from showdist.platform import RunningPlatform
 from tests.conftest import METRICS_REPORT_MS
 from tests.support.waiting import eventually
 from tests.support.world import World
@@ -109,6 +110,7 @@ def _tampered(headers: dict[str, str], name: str, change: Callable[[str], str]) 
 
 async def test_lifecycles_and_refusals_show_in_the_prometheus_endpoint(
     world: World,
+    platform: RunningPlatform,
     client_a: AsyncSignedClient,
     admin_client: AsyncSignedClient,
     sandbox_admin: Any,
@@ -126,10 +128,10 @@ async def test_lifecycles_and_refusals_show_in_the_prometheus_endpoint(
             assert r.status_code == 201, r.text
             r = await client_a.request("POST", f"/v1/orders/{r.json()['id']}/issue")
             assert (r.status_code, r.json()["status"]) == (200, "FIXED"), r.text
-        # A lock the supplier refuses: the order is LOCK_FAILED.
+        # A lock the supplier refuses: the order is LOCK_FAILED (503 supplier_unavailable).
         sandbox_admin.set_faults({"lock": {"refuse_rate": 1.0}})
         r = await client_a.request("POST", "/v1/orders", world.order_body(f"M-{uuid.uuid4()}"))
-        assert (r.status_code, r.json()["order"]["status"]) == (409, "LOCK_FAILED"), r.text
+        assert (r.status_code, r.json()["order"]["status"]) == (503, "LOCK_FAILED"), r.text
         sandbox_admin.set_faults({})
 
         # Refused at the door: each with its code, on a hot path and on FastAPI's.
@@ -152,8 +154,8 @@ async def test_lifecycles_and_refusals_show_in_the_prometheus_endpoint(
         assert (r.status_code, r.json()["error"]["code"]) == (401, "key_unknown"), r.text
         r = await http_api.get("/v1/shows?limit=1&limit=2")
         assert (r.status_code, r.json()["error"]["code"]) == (422, "invalid_request"), r.text
-        big = {"Content-Length": str(10 * 1024 * 1024), "Content-Type": "application/json"}
-        r = await http_api.post("/v1/orders", content=b"{}", headers=big)
+        too_large = b" " * (platform.settings.max_body_bytes + 1)
+        r = await http_api.post("/v1/orders", content=too_large, headers=signed)
         assert (r.status_code, r.json()["error"]["code"]) == (413, "payload_too_large"), r.text
 
         exact = {
