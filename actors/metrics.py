@@ -148,8 +148,7 @@ def exported_names() -> frozenset[str]:
 
 class _Family:
     """One metric of this process: its Ray metric (made on first use) and one tag dictionary
-    per label values seen (Ray checks a record's tags each time; building them once is what
-    a caller can save)."""
+    per label values seen, built once (most of a record's cost is Ray's own: docs/metrics.md)."""
 
     __slots__ = ("_metric", "_spec", "_tags")
 

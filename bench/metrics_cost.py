@@ -30,8 +30,8 @@ from typing import Any
 import ray
 
 from actors import metrics
-from domain.order import DeliveryMethod, Order
 from suppliers.gateway import CallResult, IssueInfo, Outcome, Ticket
+from tests.unit.test_order import locked_order
 
 _ISSUED: CallResult[IssueInfo] = CallResult(
     Outcome.DONE, IssueInfo((Ticket("T-1", "A1"),), datetime(2026, 1, 1, tzinfo=UTC))
@@ -43,31 +43,6 @@ class _Answering:
 
     async def issue(self, order_id: str, attendees: Any = ()) -> CallResult[IssueInfo]:
         return _ISSUED
-
-
-def _order() -> Order:
-    now = datetime(2026, 1, 1, tzinfo=UTC)
-    order = Order(
-        id="o-1",
-        distributor_id="d",
-        distributor_order_id="1",
-        supplier_id="s",
-        session_id="ses",
-        tier_id="t",
-        quantity=1,
-        unit_price=100,
-        settlement_price=90,
-        face_value=100,
-        currency="CNY",
-        delivery_method=DeliveryMethod.ETICKET,
-        request_hash="h",
-        created_at=now,
-        updated_at=now,
-    )
-    order.begin(now)
-    order.facts.clear()
-    order.mark_locked(now, "L-1", now)
-    return order
 
 
 def _per_call_us(n: int, fn: Callable[[], None]) -> float:
@@ -89,7 +64,7 @@ class MetricsBench:
     async def run(self, n: int) -> dict[str, float]:
         from ray.util.metrics import Counter
 
-        order = _order()
+        order = locked_order()  # one move (to LOCKED) not saved yet
         plain = _Answering()
         metered = metrics.MeteredGateway("bench_supplier", plain)  # type: ignore[arg-type]
         adhoc = Counter("showdist_bench_adhoc", "a counter tagged ad hoc", ("from", "to"))

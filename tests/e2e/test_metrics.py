@@ -43,7 +43,7 @@ _SPEC_OF: dict[str, MetricSpec] = {name: spec for spec in METRICS for name in sp
 
 def metrics_url() -> str:
     """The Prometheus endpoint of the (one) node of the session, as Ray tells it."""
-    (node,) = [n for n in ray.nodes() if n["Alive"]]
+    (node,) = [n for n in ray.nodes() if n["Alive"]]  # type: ignore[no-untyped-call]
     port = node["MetricsExportPort"]
     assert port, node
     return f"http://{node['NodeManagerAddress']}:{port}/metrics"
