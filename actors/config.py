@@ -28,6 +28,8 @@ class OrderHostSettings:
     callback_max_age_seconds: float = 86_400.0  # still failing this long after written: dead
     callback_per_distributor: int = 20  # orders per distributor whose messages a round takes
     callback_allowed_networks: tuple[str, ...] = ()  # CIDRs allowed although private/loopback
+    # How often the gauges of docs/metrics.md are counted (negotiations, callback queue).
+    metrics_count_seconds: float = 15.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 import ray
 
+from actors import metrics
 from actors.callbacks import CallbackCourier
 from actors.config import PlatformConfig
 from actors.directory import RaySupplierDirectory, SupplierDirectory
@@ -144,6 +145,7 @@ class OrderActor:
         return order
 
     async def _save(self, order: Order) -> None:
+        moves = metrics.unsaved_moves(order)
         try:
             await self._repo.save(order)
         except BaseException:
@@ -151,6 +153,7 @@ class OrderActor:
             # not on disk, so drop it; the next message decides on the truth.
             self._order = None
             raise
+        metrics.moves_committed(moves)
 
     async def _supplier(self, order: Order) -> SupplierCalls:
         return await self._suppliers.get(order.supplier_id, order.id)
@@ -182,6 +185,7 @@ class OrderActor:
                 assert winner is not None
                 return self._replay_create(winner, cmd)
             self._order = order
+            metrics.order_created()
             supplier = await self._supplier(order)
             result = await _guarded(
                 supplier.lock(
@@ -574,12 +578,14 @@ class OrderHost(OrderHostCore):
         self._courier = CallbackCourier(
             WorkRepository(engine), settings, shard=(index, platform.order_hosts)
         )
+        gauges = metrics.Gauges(WorkRepository(engine), shard=(index, platform.order_hosts))
         loop = asyncio.get_running_loop()
         self._retention = timedelta(days=settings.attendee_retention_days)
         self._tasks = [
             loop.create_task(every(max(1.0, settings.idle_seconds / 4), self._passivate)),
             loop.create_task(every(settings.sweep_seconds, self.sweep_now)),
             loop.create_task(every(settings.sweep_seconds / 2, self._courier.deliver_due)),
+            loop.create_task(every(settings.metrics_count_seconds, gauges.count)),
         ]
         if index == 0:  # one host deletes attendees past their retention, hourly
             self._tasks.append(loop.create_task(every(3600.0, self._purge_attendees)))

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from actors.interfaces import SupplierCalls, SupplierStats
+from actors.metrics import MeteredGateway
 from domain.circuit import CircuitBreaker
 from domain.identity import Attendee
 from domain.negotiation import PollingPolicy, SupplierHealth, polling_policy
@@ -65,7 +66,7 @@ class SupplierService:
         slot_wait_s: float = 2.0,
     ) -> None:
         self.supplier_id = supplier_id
-        self._gateway = gateway
+        self._gateway = MeteredGateway(supplier_id, gateway)  # counted and timed
         self._slots = asyncio.Semaphore(max_concurrency)
         self._slot_wait_s = slot_wait_s
         self._breaker = breaker or CircuitBreaker()

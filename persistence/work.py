@@ -249,6 +249,21 @@ class WorkRepository:
                 counts[status] = counts.get(status, 0) + 1
         return counts
 
+    async def count_unresolved_negotiations(self) -> dict[tuple[str, str], int]:
+        """Negotiations not resolved, by (kind, status), every pair present (for the metrics:
+        one grouped count over the status index, however many there are)."""
+        c = negotiations.c
+        q = (
+            select(c.kind, c.status, func.count())
+            .where(c.status.in_((_ACTIVE, _FLAGGED)))
+            .group_by(c.kind, c.status)
+        )
+        counts = {(k.value, s): 0 for k in NegotiationKind for s in (_ACTIVE, _FLAGGED)}
+        async with self._engine.connect() as conn:
+            for kind, status, n in (await conn.execute(q)).all():
+                counts[(kind, status)] = int(n)
+        return counts
+
     # -- releases ----------------------------------------------------------------------
     async def due_releases(
         self, supplier_id: str, now: datetime, limit: int = 200
@@ -467,6 +482,18 @@ class WorkRepository:
             values |= {"status": _DEAD, "dead_at": dead_at}
         async with self._engine.begin() as conn:
             await conn.execute(update(outbox).where(*_current_attempt(message)).values(**values))
+
+    async def count_callbacks(self, *, shard: tuple[int, int] = (0, 1)) -> tuple[int, int]:
+        """(waiting, dead): the messages of courier `shard` not delivered yet, and those given
+        up on (for the metrics: one grouped count over the status index)."""
+        index, count = shard
+        c = outbox.c
+        q = select(c.status, func.count()).where(c.status.in_((_PENDING, _DEAD)))
+        if count > 1:
+            q = q.where(c.shard % count == index)
+        async with self._engine.connect() as conn:
+            found = {status: int(n) for status, n in (await conn.execute(q.group_by(c.status)))}
+        return found.get(_PENDING, 0), found.get(_DEAD, 0)
 
     async def list_callbacks(
         self,

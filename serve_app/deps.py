@@ -8,6 +8,7 @@ from typing import Annotated, TypeVar
 from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
 
+from actors.metrics import request_refused
 from domain.ids import is_order_id
 from domain.signing import SignatureError
 from serve_app.auth import Caller, RateLimited
@@ -50,8 +51,10 @@ async def signed_caller(request: Request) -> Caller:
             read_body=request.body,
         )
     except SignatureError as exc:
+        request_refused(exc.code)
         raise ApiError(exc.status, exc.code, exc.message) from exc
     except RateLimited as exc:
+        request_refused("rate_limited")
         raise ApiError(
             429,
             "rate_limited",
@@ -65,6 +68,7 @@ async def signed_caller(request: Request) -> Caller:
 async def distributor(request: Request) -> Caller:
     caller = await signed_caller(request)
     if caller.owner_kind != "distributor" or caller.distributor_id is None:
+        request_refused("forbidden")
         raise ApiError(403, "forbidden", "this endpoint takes a distributor key")
     return caller
 
@@ -72,6 +76,7 @@ async def distributor(request: Request) -> Caller:
 async def admin(request: Request) -> Caller:
     caller = await signed_caller(request)
     if caller.owner_kind != "admin":
+        request_refused("forbidden")
         raise ApiError(403, "forbidden", "this endpoint takes an admin key")
     return caller
 

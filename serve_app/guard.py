@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, unquote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from actors.metrics import request_refused
 from domain.text import control_character
 from serve_app.errors import ApiError, error_response
 
@@ -58,19 +59,11 @@ class InputGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        problem = _target_problem(scope)
-        if problem is not None:
-            await error_response(422, "invalid_request", problem)(scope, receive, send)
-            return
-        declared = _content_length(scope)
-        if declared == -1:
-            await error_response(400, "invalid_request", "content-length: not a number")(
-                scope, receive, send
-            )
-            return
-        if declared is not None and declared > self._max:
-            exc = PayloadTooLarge(self._max)
-            await error_response(exc.status, exc.code, exc.message)(scope, receive, send)
+        refusal = _refusal(scope, self._max)
+        if refusal is not None:
+            request_refused(refusal.code)
+            response = error_response(refusal.status, refusal.code, refusal.message)
+            await response(scope, receive, send)
             return
         await self.app(scope, self._bounded(receive), send)
 
@@ -84,10 +77,24 @@ class InputGuard:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
+                    request_refused("payload_too_large")
                     raise PayloadTooLarge(limit)
             return message
 
         return bounded
+
+
+def _refusal(scope: Scope, max_body_bytes: int) -> ApiError | None:
+    """Why the guard refuses the request before reading any of it, if it does."""
+    problem = _target_problem(scope)
+    if problem is not None:
+        return ApiError(422, "invalid_request", problem)
+    declared = _content_length(scope)
+    if declared == -1:
+        return ApiError(400, "invalid_request", "content-length: not a number")
+    if declared is not None and declared > max_body_bytes:
+        return PayloadTooLarge(max_body_bytes)
+    return None
 
 
 def _content_length(scope: Scope) -> int | None:

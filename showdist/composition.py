@@ -43,6 +43,7 @@ def platform_config(settings: Settings) -> PlatformConfig:
             callback_max_age_seconds=settings.callback_max_age_seconds,
             callback_per_distributor=settings.callback_per_distributor,
             callback_allowed_networks=tuple(settings.callback_allowed_networks),
+            metrics_count_seconds=settings.metrics_count_seconds,
         ),
         suppliers=SupplierSettings(
             max_concurrency=settings.supplier_max_concurrency,

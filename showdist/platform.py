@@ -32,13 +32,18 @@ class RunningPlatform:
 
 
 def ensure_ray(settings: Settings, *, num_cpus: int | None = None) -> None:
+    """Connect to Ray, or start it here; a Ray started here exports the platform's metrics
+    on `SHOWDIST_METRICS_PORT` (docs/metrics.md). A cluster's nodes are started with their
+    port (`ray start --metrics-export-port`): connecting does not change it."""
     if not ray.is_initialized():
+        starts_here = settings.ray_address is None
         ray.init(
             address=settings.ray_address,
             namespace=settings.ray_namespace,
             num_cpus=num_cpus,
             include_dashboard=False,
             log_to_driver=False,
+            _metrics_export_port=settings.metrics_port if starts_here else None,
         )
 
 

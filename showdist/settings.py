@@ -46,6 +46,18 @@ class Settings(BaseSettings):
     serve_replicas: int = 1
     ray_address: str | None = None
     ray_namespace: str = "showdist"
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description=(
+            "Ray's metrics export port (Prometheus) on the node, when the platform starts Ray"
+            " itself; in a cluster, `ray start --metrics-export-port` on every node"
+        ),
+    )
+    metrics_count_seconds: float = Field(
+        default=15.0, gt=0, description="how often the negotiation and callback gauges are counted"
+    )
     instance: str = Field(
         default="showdist", description="names this platform's actors; one per database"
     )

@@ -88,11 +88,25 @@ def data_dir() -> Iterator[Path]:
         yield Path(d)
 
 
+# How often Ray's processes report their metrics to the node's metrics agent in the tests
+# (Ray's default is 10 s): tests/e2e/test_metrics.py waits at most a few of these.
+METRICS_REPORT_MS = 1000
+
+
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[None]:
+    """The run's one Ray session; its node exports the metrics (docs/metrics.md) on a free
+    port, which `ray.nodes()` tells (`MetricsExportPort`)."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, namespace="showdist-test", log_to_driver=False)
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        namespace="showdist-test",
+        log_to_driver=False,
+        _metrics_export_port=free_port(),
+        _system_config={"metrics_report_interval_ms": METRICS_REPORT_MS},
+    )
     yield
     from ray import serve
 
@@ -123,6 +137,7 @@ def platform(
         abandoned_lock_seconds=10.0,
         breaker_cooldown_seconds=1.0,
         callback_allowed_networks=["127.0.0.0/8"],  # the tests' callback receivers
+        metrics_count_seconds=2.0,  # (the gauges: tests/e2e/test_metrics.py reads them)
     )
     running = start_platform(settings)
     yield running
