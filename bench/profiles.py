@@ -34,8 +34,19 @@ class Profiler:
             out = self.folder / f"{label}-{role.replace(' ', '_')}-{pid}.txt"
             self._running.append(
                 subprocess.Popen(
-                    ["py-spy", "record", "--pid", str(pid), "--rate", "250", "--nonblocking",
-                     "--format", "raw", "--output", str(out)],
+                    [
+                        "py-spy",
+                        "record",
+                        "--pid",
+                        str(pid),
+                        "--rate",
+                        "250",
+                        "--nonblocking",
+                        "--format",
+                        "raw",
+                        "--output",
+                        str(out),
+                    ],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
