@@ -18,7 +18,7 @@ from typing import Any
 
 from bench.proc_cpu import CpuSnapshot
 from showdist.client import Credentials, encode_body
-from showdist.platform import RunningPlatform, start_platform
+from showdist.platform import RunningPlatform, prepare_ray_environment, start_platform
 from showdist.settings import Settings
 from suppliers.sandbox.process import SandboxAdmin, SandboxProcess
 from tests.support.services import PostgresServer, RedisServer, free_port
@@ -105,6 +105,7 @@ def stack(
     try:
         # A loaded machine can take longer than Ray's default 60 s to start a raylet.
         os.environ.setdefault("RAY_raylet_start_wait_time_s", "180")
+        prepare_ray_environment()
         ray.init(num_cpus=2, include_dashboard=False, namespace="bench", log_to_driver=False)
         fields: dict[str, Any] = {
             "data_dir": data_dir,

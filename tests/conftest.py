@@ -99,6 +99,9 @@ def ray_session() -> Iterator[None]:
     port, which `ray.nodes()` tells (`MetricsExportPort`)."""
     import ray
 
+    from showdist.platform import prepare_ray_environment
+
+    prepare_ray_environment()
     ray.init(
         num_cpus=2,
         include_dashboard=False,
