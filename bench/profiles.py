@@ -3,8 +3,9 @@
     Profiler(DIR).start("c16") ... .stop()   # DIR/c16-<role>-<pid>.txt, collapsed stacks
     python -m bench.profiles DIR/c16-*.txt   # the top functions by own and total samples
 
-py-spy samples without stopping the process (`--nonblocking`), 250 times a second, idle
-time left out, so a file's sample count is proportional to the CPU the process spent.
+py-spy samples without stopping the process (`--nonblocking`), 250 times a second, only the
+thread holding the GIL (`--gil`: Ray's C++ threads and idle waits are left out), so a file's
+samples are the Python CPU the process spent, by function.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class Profiler:
                         "--rate",
                         "250",
                         "--nonblocking",
+                        "--gil",
                         "--format",
                         "raw",
                         "--output",

@@ -36,6 +36,7 @@ __all__ = [
     "PRETIX_VERSION",
     "PretixAdmin",
     "PretixError",
+    "PretixPostgres",
     "PretixServer",
     "SeriesEvent",
     "pretix_session",
@@ -99,6 +100,16 @@ def pretix_venv() -> Path:
     return Path.home() / ".cache" / "showdist" / f"pretix-{PRETIX_VERSION}"
 
 
+@dataclass(frozen=True)
+class PretixPostgres:
+    """A PostgreSQL database for pretix (trust authentication, as the suite's server)."""
+
+    host: str
+    port: int
+    user: str
+    database: str
+
+
 class PretixServer:
     """One pretix (gunicorn, `workers` sync workers) and its data, in a temporary directory."""
 
@@ -124,21 +135,28 @@ class PretixServer:
         return self.root / "gunicorn.log"
 
     @classmethod
-    def start(cls, *, workers: int = 2, timeout: float = 90.0) -> PretixServer:
+    def start(
+        cls, *, workers: int = 2, timeout: float = 90.0, postgres: PretixPostgres | None = None
+    ) -> PretixServer:
+        """A pretix on a copy of the migrated SQLite template, or (`postgres`) on that
+        PostgreSQL database, migrated here (a few minutes: for the benchmarks)."""
         venv = pretix_venv()
         template = venv / "template" / "db.sqlite3"
         if not (venv / "bin" / "python").exists() or not (venv / ".installed").exists():
             raise PretixError(
                 f"no pretix environment at {venv}: run scripts/pretix-env (scripts/test does)"
             )
-        if not template.exists():
+        if postgres is None and not template.exists():
             raise PretixError(
                 f"no migrated template database at {template}: run scripts/pretix-env"
             )
         root = Path(tempfile.mkdtemp(prefix="showdist-pretix-"))
         server = cls(root, venv, free_port())
         try:
-            server._prepare(template)
+            if postgres is None:
+                server._prepare(template)
+            else:
+                server._prepare_postgres(postgres)
             server._bootstrap()
             server._serve(workers, timeout)
         except BaseException:
@@ -151,6 +169,33 @@ class PretixServer:
         data = self.root / "data"
         data.mkdir()
         shutil.copyfile(template, data / "db.sqlite3")
+        self._write_config(data, ["backend=sqlite3", f"name={data / 'db.sqlite3'}"])
+
+    def _prepare_postgres(self, db: PretixPostgres) -> None:
+        data = self.root / "data"
+        data.mkdir()
+        self._write_config(
+            data,
+            [
+                "backend=postgresql",
+                f"name={db.database}",
+                f"user={db.user}",
+                f"host={db.host}",
+                f"port={db.port}",
+            ],
+        )
+        done = subprocess.run(
+            [str(self.python), "-m", "pretix", "migrate", "--noinput"],
+            cwd=self.root,
+            env=self._env(),
+            capture_output=True,
+            timeout=1800,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise PretixError(f"pretix migrate failed:\n{done.stderr.decode()[-3000:]}")
+
+    def _write_config(self, data: Path, database: list[str]) -> None:
         (self.root / "pretix.cfg").write_text(
             "\n".join(
                 [
@@ -160,8 +205,7 @@ class PretixServer:
                     f"datadir={data}",
                     "ecb_rates=False",
                     "[database]",
-                    "backend=sqlite3",
-                    f"name={data / 'db.sqlite3'}",
+                    *database,
                     "[django]",
                     "secret=showdist-test-not-a-secret",
                     "debug=False",
