@@ -748,3 +748,18 @@ OrderMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestOrderMachine = OrderMachine.TestCase
+
+
+def test_a_reply_crosses_a_ray_hop_whole() -> None:
+    """Ray pickles answers with cloudpickle; a reply's own reduction keeps every field."""
+    import ray.cloudpickle
+
+    from domain.replies import NOT_FOUND, create_reply
+
+    order = make_order()
+    order.mark_locked(T0, "lock-1", T0 + timedelta(minutes=15))
+    for reply in (create_reply(order, created=True), NOT_FOUND):
+        back = ray.cloudpickle.loads(ray.cloudpickle.dumps(reply))  # type: ignore[no-untyped-call]
+        assert back == reply
+        if reply.order is not None:
+            assert back.order.history == reply.order.history
