@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from actors.interfaces import CreateOrder, OrderHostCalls
+from actors.metrics import request_refused
 from domain.callback_urls import CallbackUrlRefused, check_callback_url
 from domain.grants import any_grant_covers
 from domain.identity import Attendee, AttendeeLimit, DocumentInvalid, check_document
@@ -155,6 +156,7 @@ async def create_order(request: Request, caller: DistributorCaller) -> JSONRespo
         # recorded (so the same distributor_order_id may be tried again later). Only a repeat
         # of a create that was made before goes on, to answer as every repeat does.
         if not await state.orders.exists(cmd.order_id):
+            request_refused("sold_out")  # (no order moved, no supplier called: counted here)
             raise ApiError(409, "sold_out", _KNOWN_SOLD_OUT)
         return reply_response(await host.create(cmd), state)
     return reply_response(await _asking_the_supplier(state, host, cmd, asked), state)
