@@ -36,7 +36,12 @@ from persistence.tables import (
 )
 from tests.conftest import fresh_database_url
 from tests.integration.test_move_facts import CASES, at
-from tests.integration.test_persistence import make_distributor, make_supplier, new_order
+from tests.integration.test_persistence import (
+    drop_every_connection,
+    make_distributor,
+    make_supplier,
+    new_order,
+)
 from tests.support.services import PostgresServer
 
 pytestmark = pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
@@ -324,3 +329,26 @@ async def test_a_refused_move_fails_as_the_transaction_does_with_values_hidden(
     assert repo.paths["one statement, then transaction (failed)"] == 2
     async with engine.connect() as conn:
         assert await conn.scalar(text("SELECT count(*) FROM orders")) == 1
+
+
+async def test_a_dropped_connection_is_replaced_and_the_move_made(
+    engine: AsyncEngine, now: datetime
+) -> None:
+    """The server drops every pooled connection: the one statement fails on its dead
+    connection (which is discarded), the move is made by the transaction's second attempt
+    on a fresh connection, and the next move is one statement again."""
+    repo = OrderRepository(engine)
+    dist, sup = await make_distributor(engine, now), await make_supplier(engine, now)
+    await open_day(engine, day_of(now))
+    order = new_order(dist, sup, "D-drop", now)
+    assert await repo.insert_new(order)
+    await drop_every_connection(repo, order.id, engine.url.render_as_string(hide_password=False))
+    paths = repo.paths.copy()
+
+    order.mark_locked(at(1, now), "L-1", at(16, now))
+    await repo.save(order)
+    order.start_fixing(at(2, now))
+    await repo.save(order)
+
+    assert repo.paths - paths == {"one statement, then transaction (failed)": 1, ONE: 2}
+    assert await repo.get(order.id) == order
