@@ -80,6 +80,18 @@ async def lifecycle(repo: OrderRepository, order: Order, t: datetime) -> None:
     await repo.save(order)
 
 
+async def fixing_order(repo: OrderRepository, engine: AsyncEngine, now: datetime) -> Order:
+    """An order saved as FIXING (its receivable flow booked into the open day)."""
+    dist, sup = await make_distributor(engine, now), await make_supplier(engine, now)
+    await open_day(engine, day_of(now))
+    order = new_order(dist, sup, "D-fixing", now)
+    assert await repo.insert_new(order)
+    order.mark_locked(at(1, now), "L-1", at(16, now))
+    order.start_fixing(at(2, now))
+    await repo.save(order)
+    return order
+
+
 @pytest.fixture
 async def second_engine(postgres: PostgresServer, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     url = fresh_database_url("postgresql", postgres, tmp_path)
@@ -175,13 +187,7 @@ async def test_a_hot_move_is_one_query_and_no_sqlalchemy_statement(
 
 async def test_a_stale_move_writes_nothing(engine: AsyncEngine, now: datetime) -> None:
     repo = OrderRepository(engine)
-    dist, sup = await make_distributor(engine, now), await make_supplier(engine, now)
-    await open_day(engine, day_of(now))
-    order = new_order(dist, sup, "D-stale", now)
-    assert await repo.insert_new(order)
-    order.mark_locked(at(1, now), "L-1", at(16, now))
-    order.start_fixing(at(2, now))
-    await repo.save(order)
+    order = await fixing_order(repo, engine, now)
     stale = await repo.get(order.id)
     assert stale is not None
     order.cancel(at(3, now), "refused")
@@ -273,13 +279,7 @@ async def test_racing_saves_of_one_order_exactly_one_wins(
     engine: AsyncEngine, now: datetime
 ) -> None:
     repo = OrderRepository(engine)
-    dist, sup = await make_distributor(engine, now), await make_supplier(engine, now)
-    await open_day(engine, day_of(now))
-    order = new_order(dist, sup, "D-race", now)
-    assert await repo.insert_new(order)
-    order.mark_locked(at(1, now), "L", at(16, now))
-    order.start_fixing(at(2, now))
-    await repo.save(order)
+    order = await fixing_order(repo, engine, now)
     copies = []
     for i in range(2):
         c = await repo.get(order.id)
