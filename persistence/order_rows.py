@@ -71,6 +71,8 @@ class MovePlan:
     # without its booked period: that is decided against the periods table when written.
     flows: list[dict[str, Any]] = field(default_factory=list)
     negotiations: list[OpenNegotiation | CloseNegotiation] = field(default_factory=list)
+    # A real-name order's documents: claimed with its NEW row, freed when it lets its seats go.
+    claims_documents: bool = False
     frees_documents: bool = False
 
     @property
@@ -89,6 +91,7 @@ def plan_move(
 ) -> MovePlan:
     """Every row the order's unsaved facts imply, with the order row itself."""
     plan = MovePlan(order.id, order_row, expected_version)
+    plan.claims_documents = expected_version is None and bool(order.attendees)
     history: list[dict[str, Any]] = []
     issued: list[dict[str, Any]] = []
     released: list[dict[str, Any]] = []

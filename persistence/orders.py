@@ -208,9 +208,7 @@ class OrderRepository:
         plan = plan_move(order, order_row=values, expected_version=None, first_seq=0, tz=self._tz)
 
         async def write() -> None:
-            # Documents are claimed one slot at a time (real-name orders only): not in one
-            # statement.
-            if not order.attendees and await self._one_statement(plan) is Outcome.MOVED:
+            if await self._one_statement(plan) is Outcome.MOVED:
                 return
             async with self._engine.begin() as conn:
                 await _write_order_row(conn, plan)

@@ -58,10 +58,12 @@ def one_statement_capable(engine: AsyncEngine) -> bool:
 
 
 def fits_one_statement(plan: MovePlan) -> bool:
-    """Plans of inserts only: negotiations (replaced or closed) and documents (claimed or
-    freed) stay in the transaction; so do a NEW order's flows (a NEW order has none)."""
+    """Plans of inserts only: negotiations (replaced or closed) and documents (claimed one
+    slot at a time, or freed) stay in the transaction; so do a NEW order's flows (a NEW
+    order has none)."""
     return (
         not plan.negotiations
+        and not plan.claims_documents
         and not plan.frees_documents
         and (plan.expected_version is not None or not plan.flows)
     )
