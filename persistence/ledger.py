@@ -52,27 +52,38 @@ async def booked_period(conn: AsyncConnection, basis: date) -> str:
         day += timedelta(days=1)
 
 
+def flow_rows(new_flows: list[Flow], *, tz: tzinfo, now: datetime) -> list[dict[str, Any]]:
+    """The ledger rows of `new_flows`, in basis-time order, each without its booked period
+    (`write_flow_rows` books it; a writer that knows its days are open books the basis day)."""
+    return [
+        {
+            "order_id": f.order_id,
+            "distributor_id": f.distributor_id,
+            "supplier_id": f.supplier_id,
+            "kind": f.kind.value,
+            "sign": f.sign,
+            "refund_no": f.refund_no,
+            "amount": f.amount,
+            "currency": f.currency,
+            "basis_time": f.basis_time,
+            "basis_period": period_of(f.basis_time, tz).isoformat(),
+            "created_at": now,
+        }
+        # Period rows are locked in day order, so two saves that open two new days cannot
+        # lock them in opposite orders and deadlock.
+        for f in sorted(new_flows, key=lambda fl: fl.basis_time)
+    ]
+
+
+async def write_flow_rows(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """Insert `flow_rows`' rows (in their order), each booked into its period."""
+    for row in rows:
+        basis = date.fromisoformat(row["basis_period"])
+        booked = await booked_period(conn, basis)
+        await conn.execute(insert_ignore(conn, flows), {**row, "booked_period": booked})
+
+
 async def write_flows(
     conn: AsyncConnection, new_flows: list[Flow], *, tz: tzinfo, now: datetime
 ) -> None:
-    # Period rows are locked in day order, so two saves that open two new days cannot lock
-    # them in opposite orders and deadlock.
-    for f in sorted(new_flows, key=lambda fl: fl.basis_time):
-        basis = period_of(f.basis_time, tz)
-        await conn.execute(
-            insert_ignore(conn, flows),
-            {
-                "order_id": f.order_id,
-                "distributor_id": f.distributor_id,
-                "supplier_id": f.supplier_id,
-                "kind": f.kind.value,
-                "sign": f.sign,
-                "refund_no": f.refund_no,
-                "amount": f.amount,
-                "currency": f.currency,
-                "basis_time": f.basis_time,
-                "basis_period": basis.isoformat(),
-                "booked_period": await booked_period(conn, basis),
-                "created_at": now,
-            },
-        )
+    await write_flow_rows(conn, flow_rows(new_flows, tz=tz, now=now))

@@ -1,51 +1,43 @@
 """The order repository: load an order whole, insert a new one, save a move with a
 compare-and-set on its version. A move's facts (`domain.order.Fact`) are written as their rows
-in the move's transaction, each fact type mapped to its rows in one place (`_write_facts`):
-history, tickets, negotiation, release, supplier-refund record, and the flows and callbacks
-derived from the same facts."""
+in the move's transaction, each fact type mapped to its rows in one place
+(persistence/order_rows.py): history, tickets, negotiation, release, supplier-refund record,
+and the flows and callbacks derived from the same facts. On PostgreSQL a move made only of
+inserts is one statement (persistence/pg_moves.py); every other move, and every move on
+SQLite, is a transaction of SQLAlchemy statements."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
+from functools import cache
 from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from domain.callbacks import callbacks_implied, courier_shard
-from domain.flows import flows_implied
 from domain.identity import AttendeeLimit
 from domain.negotiation import OPEN_NEGOTIATION, NegotiationStatus
-from domain.order import (
-    DeliveryChanged,
-    DeliveryMethod,
-    DocumentsFreed,
-    Fact,
-    HistoryEntry,
-    IssuedTicket,
-    Moved,
-    NegotiationClosed,
-    NegotiationOpened,
-    Order,
-    SeatsToRelease,
-    SupplierRefundRecorded,
-    TicketsIssued,
-)
+from domain.order import DeliveryMethod, HistoryEntry, IssuedTicket, Order
 from domain.status import DeliveryStatus, OrderStatus
 from persistence.db import again_if_dropped
 from persistence.identity import IdentityVault
-from persistence.ledger import insert_ignore, write_flows
+from persistence.ledger import insert_ignore, write_flow_rows
+from persistence.order_rows import MovePlan, OpenNegotiation, plan_move
+from persistence.pg_moves import (
+    OneStatementMoves,
+    Outcome,
+    fits_one_statement,
+    one_statement_capable,
+)
 from persistence.tables import (
     document_claims,
     negotiations,
     order_history,
     orders,
-    outbox,
-    releases,
     sessions,
-    supplier_refunds,
     tickets,
 )
 
@@ -65,9 +57,8 @@ _SELECT_TICKETS = (
 )
 _ORDER_EXISTS = select(orders.c.id).where(orders.c.id == bindparam("b_id"))
 _INSERT_ORDER = insert(orders)
-_INSERT_HISTORY = insert(order_history)
-_INSERT_TICKETS = insert(tickets)
-_INSERT_OUTBOX = insert(outbox)
+_insert = cache(insert)  # one INSERT statement per table
+_FREE_DOCUMENTS = delete(document_claims).where(document_claims.c.order_id == bindparam("b_id"))
 _DELETE_NEGOTIATION = delete(negotiations).where(
     negotiations.c.order_id == bindparam("b_id"), negotiations.c.kind == bindparam("b_kind")
 )
@@ -109,11 +100,24 @@ def _row_values(order: Order) -> dict[str, Any]:
 
 class OrderRepository:
     def __init__(
-        self, engine: AsyncEngine, *, tz: tzinfo = UTC, vault: IdentityVault | None = None
+        self,
+        engine: AsyncEngine,
+        *,
+        tz: tzinfo = UTC,
+        vault: IdentityVault | None = None,
+        one_statement: bool | None = None,
     ) -> None:
+        """`one_statement`: write moves that fit one as one PostgreSQL statement (default:
+        on PostgreSQL through asyncpg); False writes every move as a transaction of
+        SQLAlchemy statements, as on SQLite (the benchmark's baseline)."""
         self._engine = engine
         self._tz = tz  # the platform's time zone: flows are booked into its calendar days
         self._vault = vault  # real-name attendees: sealed on the row, claimed by keyed hash
+        if one_statement is None:
+            one_statement = one_statement_capable(engine)
+        self._moves = OneStatementMoves(engine) if one_statement else None
+        # How each move was written (tests and benchmarks read it).
+        self.paths: Counter[str] = Counter()
 
     def _vault_for(self, order_id: str) -> IdentityVault:
         if self._vault is None:
@@ -202,12 +206,15 @@ class OrderRepository:
             "tickets_per_id": order.tickets_per_id,
             **_row_values(order),
         }
+        plan = plan_move(order, order_row=values, expected_version=None, first_seq=0, tz=self._tz)
 
         async def write() -> None:
+            if await self._one_statement(plan) is Outcome.MOVED:
+                return
             async with self._engine.begin() as conn:
-                await conn.execute(_INSERT_ORDER, values)
+                await _write_order_row(conn, plan)
                 await self._claim_documents(conn, order)
-                await self._write_facts(conn, order, first_seq=0)
+                await _write_rows(conn, plan)
 
         try:
             await again_if_dropped(write)
@@ -219,6 +226,19 @@ class OrderRepository:
             return False
         order.facts.clear()
         return True
+
+    async def _one_statement(self, plan: MovePlan) -> Outcome | None:
+        """The plan written as one PostgreSQL statement, if it fits one; None if it does
+        not (or this repository writes every move as a transaction). Counted in `paths`."""
+        if self._moves is None or not fits_one_statement(plan):
+            self.paths["transaction"] += 1
+            return None
+        outcome = await self._moves.write(plan)
+        if outcome is Outcome.MOVED or outcome is Outcome.STALE:
+            self.paths["one statement"] += 1
+        else:  # left to the transaction, which decides as it always has
+            self.paths[f"one statement, then transaction ({outcome.value})"] += 1
+        return outcome
 
     async def _claim_documents(self, conn: AsyncConnection, order: Order) -> None:
         """Each attendee's document takes one of its `tickets_per_id` slots of the session, in
@@ -297,130 +317,30 @@ class OrderRepository:
         """Persist the moves made since load, with their facts' rows, if nobody else has
         moved the order since."""
         first_seq = len(order.history) - len(order.unsaved_history)
+        plan = plan_move(
+            order,
+            order_row={"version": order.version + 1, **_row_values(order)},
+            expected_version=order.version,
+            first_seq=first_seq,
+            tz=self._tz,
+        )
 
         async def write() -> None:
+            outcome = await self._one_statement(plan)
+            if outcome is Outcome.MOVED:
+                return
+            if outcome is Outcome.STALE:
+                raise StaleOrder(order.id)
             async with self._engine.begin() as conn:
-                result = await conn.execute(
-                    _UPDATE_IF_VERSION,
-                    {
-                        "b_id": order.id,
-                        "b_version": order.version,
-                        "version": order.version + 1,
-                        **_row_values(order),
-                    },
-                )
-                if result.rowcount != 1:
+                if not await _write_order_row(conn, plan):
                     raise StaleOrder(order.id)
-                await self._write_facts(conn, order, first_seq=first_seq)
+                await _write_rows(conn, plan)
 
         # A second run after a dropped connection is safe: if the first did commit, the
         # version check refuses the second (StaleOrder) and the caller reloads the truth.
         await again_if_dropped(write)
         order.version += 1
         order.facts.clear()
-
-    async def _write_facts(self, conn: AsyncConnection, order: Order, *, first_seq: int) -> None:
-        """Every row the order's unsaved facts imply; the one mapping from facts to rows."""
-        facts: list[Fact] = order.facts
-        history: list[dict[str, Any]] = []
-        for fact in facts:
-            match fact:
-                case Moved(entry):
-                    history.append(
-                        {
-                            "order_id": order.id,
-                            "seq": first_seq + len(history),
-                            "status": entry.status.value,
-                            "at": entry.at,
-                            "reason": entry.reason,
-                        }
-                    )
-                case TicketsIssued(issued):
-                    await conn.execute(
-                        _INSERT_TICKETS,
-                        [{"order_id": order.id, "code": t.code, "seat": t.seat} for t in issued],
-                    )
-                case SeatsToRelease(at):
-                    # A second release of the same order is the same work: the key makes it a
-                    # no-op.
-                    await conn.execute(
-                        insert_ignore(conn, releases),
-                        {
-                            "order_id": order.id,
-                            "supplier_id": order.supplier_id,
-                            "status": "pending",
-                            "attempts": 0,
-                            "next_attempt_at": at,
-                            "created_at": at,
-                        },
-                    )
-                case NegotiationOpened(kind, started_at, next_poll_at, give_up_at):
-                    key = {"b_id": order.id, "b_kind": kind.value}
-                    await conn.execute(_DELETE_NEGOTIATION, key)
-                    await conn.execute(
-                        _INSERT_NEGOTIATION,
-                        {
-                            "order_id": order.id,
-                            "kind": kind.value,
-                            "supplier_id": order.supplier_id,
-                            "status": NegotiationStatus.ACTIVE.value,
-                            "started_at": started_at,
-                            "next_poll_at": next_poll_at,
-                            "give_up_at": give_up_at,
-                            "attempts": 0,
-                        },
-                    )
-                case NegotiationClosed(kind, resolution, at):
-                    await conn.execute(
-                        _CLOSE_NEGOTIATION,
-                        {
-                            "b_id": order.id,
-                            "b_kind": kind.value,
-                            "b_resolution": resolution.value,
-                            "b_at": at,
-                        },
-                    )
-                case SupplierRefundRecorded(refund, at):
-                    await conn.execute(
-                        insert_ignore(conn, supplier_refunds),
-                        {
-                            "order_id": order.id,
-                            "supplier_id": order.supplier_id,
-                            "refunded_at": refund.refunded_at,
-                            "initiated_by": refund.initiated_by,
-                            "recorded_at": at,
-                        },
-                    )
-                case DeliveryChanged():
-                    pass  # the order row carries it; its callback is derived below
-                case DocumentsFreed():
-                    await conn.execute(
-                        delete(document_claims).where(document_claims.c.order_id == order.id)
-                    )
-        if history:
-            await conn.execute(_INSERT_HISTORY, history)
-        due = flows_implied(order, facts)
-        if due:
-            await write_flows(conn, due, tz=self._tz, now=order.updated_at)
-        bodies = callbacks_implied(order, facts)
-        if bodies:
-            await conn.execute(
-                _INSERT_OUTBOX,
-                [
-                    {
-                        "order_id": order.id,
-                        "distributor_id": order.distributor_id,
-                        "shard": courier_shard(order.id),
-                        "url": order.callback_url,
-                        "body": b,
-                        "status": "pending",
-                        "attempts": 0,
-                        "next_attempt_at": order.updated_at,
-                        "created_at": order.updated_at,
-                    }
-                    for b in bodies
-                ],
-            )
 
     async def list_for_distributor(
         self,
@@ -522,6 +442,44 @@ class OrderRepository:
         )
         async with self._engine.connect() as conn:
             return [r[0] for r in (await conn.execute(q)).all()]
+
+
+async def _write_order_row(conn: AsyncConnection, plan: MovePlan) -> bool:
+    """The order row of the plan, inserted, or updated if it is at the expected version."""
+    if plan.expected_version is None:
+        await conn.execute(_INSERT_ORDER, plan.order_row)
+        return True
+    result = await conn.execute(
+        _UPDATE_IF_VERSION,
+        {"b_id": plan.order_id, "b_version": plan.expected_version, **plan.order_row},
+    )
+    return bool(result.rowcount == 1)
+
+
+async def _write_rows(conn: AsyncConnection, plan: MovePlan) -> None:
+    """Every other row of the plan, as SQLAlchemy statements in the move's transaction."""
+    for rows in plan.inserts:
+        stmt = insert_ignore(conn, rows.table) if rows.ignore_duplicates else _insert(rows.table)
+        await conn.execute(stmt, rows.rows)
+    for change in plan.negotiations:
+        if isinstance(change, OpenNegotiation):
+            key = {"b_id": plan.order_id, "b_kind": change.row["kind"]}
+            await conn.execute(_DELETE_NEGOTIATION, key)
+            await conn.execute(_INSERT_NEGOTIATION, change.row)
+        else:
+            await conn.execute(
+                _CLOSE_NEGOTIATION,
+                {
+                    "b_id": plan.order_id,
+                    "b_kind": change.kind,
+                    "b_resolution": change.resolution,
+                    "b_at": change.at,
+                },
+            )
+    if plan.frees_documents:
+        await conn.execute(_FREE_DOCUMENTS, {"b_id": plan.order_id})
+    if plan.flows:
+        await write_flow_rows(conn, plan.flows)
 
 
 def _to_order(m: Any, hist: Sequence[Any], tix: Sequence[Any]) -> Order:
