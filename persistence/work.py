@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import Integer, and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.negotiation import NegotiationKind, NegotiationStatus
@@ -321,27 +321,18 @@ class WorkRepository:
         found: list[Any] = []
         async with self._engine.connect() as conn:
             for chunk in chunks:
-                ranked = (
-                    select(
-                        *columns,
-                        due.label("due_at"),
-                        func.row_number()
-                        .over(partition_by=table.c.supplier_id, order_by=due)
-                        .label("nth"),
-                    )
-                    .join(suppliers, suppliers.c.id == table.c.supplier_id)
-                    .where(
-                        pending,
-                        due <= now,
-                        suppliers.c.replicas <= 1,
-                        *(() if chunk is None else (table.c.supplier_id.in_(chunk),)),
-                    )
-                    .subquery()
-                )
-                q = select(*(ranked.c[c.name] for c in columns)).where(ranked.c.nth <= per_supplier)
+                params: dict[str, Any] = {"b_now": now, "b_per": per_supplier}
                 if chunk is None:
-                    q = q.order_by(ranked.c.due_at).limit(limit)
-                found += (await conn.execute(q)).all()
+                    # Every tick of every pool host: the statement is built once.
+                    q = _POOLED_DUE.get(table.name)
+                    if q is None:
+                        q = _POOLED_DUE[table.name] = _pooled_due_query(
+                            table, columns, due, pending, None
+                        )
+                    params["b_limit"] = limit
+                else:
+                    q = _pooled_due_query(table, columns, due, pending, chunk)
+                found += (await conn.execute(q, params)).all()
         return found
 
     async def with_issued_orders(self, supplier_ids: Sequence[str], now: datetime) -> set[str]:
@@ -693,3 +684,32 @@ def _feed_event(row: Any) -> FeedEvent:
         attempts=row.attempts,
         last_error=row.last_error,
     )
+
+
+_POOLED_DUE: dict[str, Any] = {}  # table name -> the all-suppliers statement of _pooled_due
+
+
+def _pooled_due_query(
+    table: Any, columns: tuple[Any, ...], due: Any, pending: Any, chunk: list[str] | None
+) -> Any:
+    """`WorkRepository._pooled_due`'s statement (binds: b_now, b_per, and b_limit when it
+    is of every supplier)."""
+    ranked = (
+        select(
+            *columns,
+            due.label("due_at"),
+            func.row_number().over(partition_by=table.c.supplier_id, order_by=due).label("nth"),
+        )
+        .join(suppliers, suppliers.c.id == table.c.supplier_id)
+        .where(
+            pending,
+            due <= bindparam("b_now"),
+            suppliers.c.replicas <= 1,
+            *(() if chunk is None else (table.c.supplier_id.in_(chunk),)),
+        )
+        .subquery()
+    )
+    q = select(*(ranked.c[c.name] for c in columns)).where(ranked.c.nth <= bindparam("b_per"))
+    if chunk is None:
+        q = q.order_by(ranked.c.due_at).limit(bindparam("b_limit", type_=Integer))
+    return q
