@@ -62,6 +62,9 @@ LATENCY_BUCKETS_S: tuple[float, ...] = (
     30.0,
 )
 NO_STATUS = "none"  # the `from` of an order's first entry (NEW: the order was created)
+# A supplier call's `outcome` when the gateway raised instead of answering (or the call was
+# cancelled): the others are suppliers.gateway.Outcome's values (done, failed, unknown).
+ERROR_OUTCOME = "error"
 
 
 class Kind(StrEnum):
@@ -98,7 +101,7 @@ SUPPLIER_CALLS = MetricSpec(
     "showdist_supplier_calls",
     Kind.COUNTER,
     ("supplier", "operation", "outcome"),
-    "Calls made to suppliers, by supplier, operation and outcome (done, failed, unknown).",
+    "Calls made to suppliers, by supplier, operation and outcome (done, failed, unknown, error).",
 )
 SUPPLIER_CALL_SECONDS = MetricSpec(
     "showdist_supplier_call_seconds",
@@ -225,14 +228,16 @@ class MeteredGateway:
 
     async def _timed(self, operation: str, call: Awaitable[CallResult[T]]) -> CallResult[T]:
         started = time.perf_counter()
+        outcome = ERROR_OUTCOME  # unless the gateway answers: it raised (or was cancelled)
         try:
             result = await call
-        except BaseException:
-            _calls.inc(self.supplier_id, operation, "error")
-            raise
-        _call_seconds.observe(time.perf_counter() - started, self.supplier_id, operation)
-        _calls.inc(self.supplier_id, operation, result.outcome.value)
-        return result
+            outcome = result.outcome.value
+            return result
+        finally:
+            # Every counted call is timed, a raised one too: the histogram's count is the
+            # calls' count, outcome `error` included.
+            _call_seconds.observe(time.perf_counter() - started, self.supplier_id, operation)
+            _calls.inc(self.supplier_id, operation, outcome)
 
     async def lock(
         self,

@@ -11,7 +11,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from actors.metrics import EXPORT_PREFIX, METRICS, SUPPLIER_CALL_SECONDS, MetricSpec
+from actors.metrics import (
+    ERROR_OUTCOME,
+    EXPORT_PREFIX,
+    METRICS,
+    SUPPLIER_CALL_SECONDS,
+    SUPPLIER_CALLS,
+    MetricSpec,
+)
+from suppliers.gateway import Outcome
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "showdist.json"
 _SPEC_OF: dict[str, MetricSpec] = {name: spec for spec in METRICS for name in spec.exported}
@@ -104,6 +112,17 @@ def test_latency_quantiles_are_read_from_the_histogram_buckets() -> None:
         if m
     }
     assert quantiles == {"0.5", "0.95", "0.99"}
+
+
+def test_the_not_done_share_counts_every_outcome_but_done() -> None:
+    """`error` (the gateway raised) is not done either: the share shows it, and its total."""
+    (panel,) = [p for p in _panels(_dashboard()["panels"]) if "not done" in p["title"]]
+    exprs = [t["expr"] for t in panel["targets"]]
+    assert all(SUPPLIER_CALLS.exported[0] in e for e in exprs), exprs
+    outcomes = {o.value for o in Outcome} | {ERROR_OUTCOME}
+    shown = {o for o in outcomes for e in exprs if f'outcome="{o}"' in e}
+    assert shown == outcomes - {Outcome.DONE.value}
+    assert any('outcome!="done"' in e for e in exprs)
 
 
 def test_the_datasource_is_a_variable_every_panel_uses() -> None:
