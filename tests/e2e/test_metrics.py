@@ -7,15 +7,18 @@ between two scrapes; Ray's processes report every `METRICS_REPORT_MS`, so a scra
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import ray
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import select, update
 
 from actors.metrics import (
     API_REFUSALS,
@@ -28,6 +31,9 @@ from actors.metrics import (
     MetricSpec,
 )
 from domain.signing import HEADER_KEY, HEADER_NONCE, HEADER_SIGNATURE
+from persistence.db import make_engine
+from persistence.tables import negotiations, outbox
+from persistence.work import WorkRepository
 from showdist.client import AsyncSignedClient, encode_body
 from showdist.platform import RunningPlatform
 from tests.conftest import METRICS_REPORT_MS
@@ -188,6 +194,16 @@ async def test_lifecycles_and_refusals_show_in_the_prometheus_endpoint(
     # Latency: seconds, in the declared buckets, cumulative, summing to something plausible.
     spent = delta(after, before, latency("sum", sid, "issue"))
     assert 0 < spent < LIFECYCLES * 5.0, spent
+    # Every declared bound is in the scrape as written here (so a spelling of `le` that is
+    # not Ray's cannot make the bucket checks read zeros from series that do not exist).
+    bounds = [str(b) for b in LATENCY_BUCKETS_S] + ["+Inf"]
+    exported = {
+        dict(labels)["le"]
+        for name, labels in after
+        if name == latency("bucket", sid, "issue")[0]
+        and {("supplier", sid), ("operation", "issue")} <= set(labels)
+    }
+    assert exported == set(bounds), sorted(exported ^ set(bounds))
     counts = [
         delta(after, before, latency("bucket", sid, "issue", le=str(b))) for b in LATENCY_BUCKETS_S
     ]
@@ -198,45 +214,157 @@ async def test_lifecycles_and_refusals_show_in_the_prometheus_endpoint(
     assert {"NEW", "LOCKED", "FIXING", "FIXED", "LOCK_FAILED"} <= moved
 
 
+def _closed_port() -> int:
+    """A 127.0.0.1 port nobody listens on (bound, then closed): a callback to it is refused."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+class _Truth:
+    """The counts behind the gauges, read from the database as the order hosts count them."""
+
+    def __init__(self, work: WorkRepository) -> None:
+        self.work = work
+
+    async def read(self) -> dict[tuple[str, str] | str, int]:
+        unresolved = await self.work.count_unresolved_negotiations()
+        counts: dict[tuple[str, str] | str, int] = {k: n for k, n in unresolved.items()}
+        counts["backlog"], counts["dead"] = await self.work.count_callbacks()
+        return counts
+
+
+def _shown(series: Series) -> dict[tuple[str, str] | str, int]:
+    """The gauges of a scrape in `_Truth`'s terms (the callback gauges summed over shards)."""
+    gauge = NEGOTIATIONS.exported[0]
+    shown: dict[tuple[str, str] | str, int] = {"backlog": 0, "dead": 0}
+    for (name, labels), v in series.items():
+        tags = dict(labels)
+        if name == gauge:
+            shown[(tags["kind"], tags["status"])] = int(v)
+        elif name == "ray_showdist_callback_backlog":
+            shown["backlog"] += int(v)
+        elif name == "ray_showdist_callback_dead":
+            shown["dead"] += int(v)
+    return shown
+
+
 async def test_the_gauges_count_negotiations_and_the_callback_queue(
-    world: World, client_a: AsyncSignedClient, sandbox_admin: Any
+    world: World, client_a: AsyncSignedClient, sandbox_admin: Any, platform: RunningPlatform
 ) -> None:
     """An issue whose outcome is lost opens a negotiation (its polls failing too, it stays
-    open): the negotiations gauge counts it within a count interval and a report."""
+    open), and an order's callbacks to a closed port wait, one of them made to die: each gauge
+    then equals the database's count read just before and just after the same scrape, with
+    this test's own work in that count (so a negotiation or a message another test left open
+    cannot make the check pass by itself)."""
     url = await asyncio.to_thread(metrics_url)
     gauge = NEGOTIATIONS.exported[0]
-    async with httpx.AsyncClient(timeout=10.0, trust_env=False) as http:
-        first = await eventually(
-            lambda: scrape(http, url),
-            lambda s: all(
-                key(gauge, kind=k, status=st) in s
-                for k in ("issue", "refund")
-                for st in ("active", "flagged")
-            ),
-            timeout=20.0,
-            every=0.25,
-        )
-        queue = {
-            name: {dict(labels)["shard"] for n, labels in first if n == name}
-            for name in ("ray_showdist_callback_backlog", "ray_showdist_callback_dead")
-        }
-        assert queue == {n: {"0", "1"} for n in queue}, queue  # one series per order host
-        counted = [v for (n, _), v in first.items() if n in queue or n == gauge]
-        assert all(v >= 0 and v == int(v) for v in counted), counted
+    engine = make_engine(platform.settings.resolved_database_url(), pool_size=1)
+    truth = _Truth(WorkRepository(engine))
+    try:
+        async with httpx.AsyncClient(timeout=10.0, trust_env=False) as http:
+            first = await eventually(
+                lambda: scrape(http, url),
+                lambda s: all(
+                    key(gauge, kind=k, status=st) in s
+                    for k in ("issue", "refund")
+                    for st in ("active", "flagged")
+                ),
+                timeout=20.0,
+                every=0.25,
+            )
+            queue = {
+                name: {dict(labels)["shard"] for n, labels in first if n == name}
+                for name in ("ray_showdist_callback_backlog", "ray_showdist_callback_dead")
+            }
+            assert queue == {n: {"0", "1"} for n in queue}, queue  # one series per order host
+            counted = [v for (n, _), v in first.items() if n in queue or n == gauge]
+            assert all(v >= 0 and v == int(v) for v in counted), counted
 
-        sandbox_admin.set_faults(
-            {"issue": {"lost_response_rate": 1.0}, "query_issue": {"error_rate": 1.0}}
-        )
-        r = await client_a.request(
-            "POST", "/v1/orders", world.order_body(f"M-{uuid.uuid4().hex[:12]}")
-        )
-        assert r.status_code == 201, r.text
-        opened = time.monotonic()
-        r = await client_a.request("POST", f"/v1/orders/{r.json()['id']}/issue")
-        assert (r.status_code, r.json()["status"]) == (202, "FIXING"), r.text
-        active = key(gauge, kind="issue", status="active")
-        seen = await eventually(
-            lambda: scrape(http, url), lambda s: s.get(active, 0) >= 1, timeout=20.0, every=0.25
-        )
-        print(f"\nnegotiations gauge {seen[active]:g} after {time.monotonic() - opened:.1f} s")
+            # Callbacks that cannot be delivered: an order issued with its callback URL on a
+            # closed port; its oldest message is then made 25 hours old, so its next failure
+            # is its last (a dead letter).
+            hooks = f"http://127.0.0.1:{_closed_port()}/hooks"
+            r = await client_a.request(
+                "POST",
+                "/v1/orders",
+                world.order_body(f"M-{uuid.uuid4().hex[:12]}", callback_url=hooks),
+            )
+            assert r.status_code == 201, r.text
+            called = r.json()["id"]
+            r = await client_a.request("POST", f"/v1/orders/{called}/issue")
+            assert (r.status_code, r.json()["status"]) == (200, "FIXED"), r.text
+
+            async def messages() -> list[int]:
+                async with engine.connect() as conn:
+                    q = select(outbox.c.id).where(outbox.c.order_id == called)
+                    return [row[0] for row in (await conn.execute(q.order_by(outbox.c.id))).all()]
+
+            ids = await eventually(messages, lambda found: len(found) >= 2, timeout=20.0)
+            async with engine.begin() as conn:
+                await conn.execute(
+                    update(outbox)
+                    .where(outbox.c.id == ids[0])
+                    .values(
+                        created_at=datetime.now(UTC) - timedelta(hours=25),
+                        next_attempt_at=datetime.now(UTC),
+                    )
+                )
+
+            sandbox_admin.set_faults(
+                {"issue": {"lost_response_rate": 1.0}, "query_issue": {"error_rate": 1.0}}
+            )
+            r = await client_a.request(
+                "POST", "/v1/orders", world.order_body(f"M-{uuid.uuid4().hex[:12]}")
+            )
+            assert r.status_code == 201, r.text
+            negotiating = r.json()["id"]
+            opened = time.monotonic()
+            r = await client_a.request("POST", f"/v1/orders/{negotiating}/issue")
+            assert (r.status_code, r.json()["status"]) == (202, "FIXING"), r.text
+
+            async def mine() -> tuple[str | None, list[str]]:
+                async with engine.connect() as conn:
+                    n = (
+                        await conn.execute(
+                            select(negotiations.c.status).where(
+                                negotiations.c.order_id == negotiating
+                            )
+                        )
+                    ).scalar_one_or_none()
+                    statuses = (
+                        await conn.execute(
+                            select(outbox.c.status).where(outbox.c.order_id == called)
+                        )
+                    ).all()
+                return n, sorted(row[0] for row in statuses)
+
+            async def bracketed() -> tuple[dict[Any, int], dict[Any, int], dict[Any, int], Any]:
+                before = await truth.read()
+                shown = _shown(await scrape(http, url))
+                after = await truth.read()
+                return before, shown, after, await mine()
+
+            def settled(seen: tuple[dict[Any, int], dict[Any, int], dict[Any, int], Any]) -> bool:
+                before, shown, after, (negotiation, statuses) = seen
+                return (
+                    before == after
+                    and all(shown.get(k) == v for k, v in after.items())
+                    and negotiation == "active"
+                    and "dead" in statuses
+                    and "pending" in statuses
+                )
+
+            _, shown, _, _ = await eventually(bracketed, settled, timeout=40.0, every=0.5)
+            print(
+                f"\ngauges equal the database's counts after {time.monotonic() - opened:.1f} s: "
+                f"{shown}"
+            )
+            # This test's own work is in them: each is at least one.
+            assert shown[("issue", "active")] >= 1
+            assert shown["backlog"] >= 1
+            assert shown["dead"] >= 1
+    finally:
+        await engine.dispose()
     # (the autouse fixture clears the faults: the next poll finds the tickets, FIXED)
