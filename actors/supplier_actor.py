@@ -70,6 +70,7 @@ _JOBS = 16  # a pool host's background jobs at once (each one supplier's)
 _DUE_LIMIT = 1000  # (persistence.work's default limit of the pooled due queries)
 _UNREACHABLE_BACKOFF = timedelta(seconds=60)  # work of a supplier that cannot be activated
 _PLACEMENT_GRACE_S = 30.0  # a dedicated host younger than this may precede its count
+_SYNC_RETRY_S = 30.0  # a failed catalog pull of a pooled supplier is tried again after this
 
 
 def _sealer(settings: SupplierSettings) -> SecretBox | None:
@@ -390,8 +391,13 @@ class SupplierHost:
                 if not actor.retiring:
                     await actor.run(lambda a: a.worker.sync_catalog())
             except Exception as exc:
-                # A supplier that cannot be read is tried again at its next turn.
+                # A supplier that cannot be read now is tried again soon, not a whole
+                # interval later (a catalog never pulled sells nothing meanwhile).
                 log.warning("catalog sync of %s failed: %r", supplier_id, exc)
+                if supplier_id in self._next_sync:
+                    self._next_sync[supplier_id] = min(
+                        self._next_sync[supplier_id], time.monotonic() + _SYNC_RETRY_S
+                    )
 
     def _spawn(self, job: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(job)
