@@ -33,4 +33,12 @@ def app_builder(args: dict[str, Any]) -> Application:
     before the API is bound."""
     settings = Settings(**args).with_resolved_secrets()
     asyncio.run(start_platform_actors(platform_config(settings)))
-    return ApiIngress.bind(settings)  # type: ignore[attr-defined, no-any-return]
+    return api_deployment(settings).bind(settings)  # type: ignore[no-any-return]
+
+
+def api_deployment(settings: Settings) -> Any:
+    """The API's Serve deployment with the settings' replicas and access log."""
+    return ApiIngress.options(  # type: ignore[attr-defined]
+        num_replicas=settings.serve_replicas,
+        logging_config={"enable_access_log": settings.serve_access_log},
+    )

@@ -14,7 +14,7 @@ from actors.config import PlatformConfig
 from actors.interfaces import OrderHostCalls
 from actors.startup import start_platform_actors
 from persistence.migrate import upgrade
-from serve_app.deployment import ApiIngress
+from serve_app.deployment import api_deployment
 from showdist.composition import platform_config
 from showdist.settings import Settings
 
@@ -76,7 +76,7 @@ def start_platform(
     if serve_api:
         serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
         serve.run(
-            ApiIngress.options(num_replicas=settings.serve_replicas).bind(settings),  # type: ignore[attr-defined]
+            api_deployment(settings).bind(settings),
             name=settings.instance,
             route_prefix="/",
             blocking=False,

@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     serve_replicas: int = 1
+    serve_access_log: bool = Field(
+        default=False,
+        description="Serve's access log line per request (off: it cost the API replica a few "
+        "per cent of its CPU; HAProxy and the metrics see every request)",
+    )
     ray_address: str | None = None
     ray_namespace: str = "showdist"
     metrics_port: int | None = Field(
