@@ -32,6 +32,7 @@ first, as SQLAlchemy would.
 from __future__ import annotations
 
 import enum
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +45,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from persistence.order_rows import MovePlan, TableRows
 from persistence.tables import flows, metadata, orders
+
+log = logging.getLogger(__name__)
 
 
 class Outcome(enum.Enum):
@@ -210,6 +213,8 @@ class OneStatementMoves:
                 pooled.invalidate(exc, soft=True)
             if not isinstance(exc, Exception):
                 raise
+            # The kind only: a message may carry the row's values.
+            log.warning("one-statement move failed (%s); the transaction writes it", type(exc))
             return Outcome.FAILED
         finally:
             pooled.close()
