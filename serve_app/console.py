@@ -6,9 +6,10 @@ authority of its own.
 - Only the files of that folder are served, read once when the module is imported: a name
   outside that set (a `..`, an encoded slash, a file added later) is 404, never a disk read.
 - Each answer says its type, `Cache-Control: no-cache` with an `ETag` (the browser asks
-  again each time and gets a 304 while the file is unchanged: a new platform version is
-  picked up at once), and a Content-Security-Policy that lets the page load and call only
-  its own origin, with no inline script or style.
+  again each time and gets a 304 while the file is unchanged, `If-None-Match` compared as
+  RFC 9110 says: a list, weak tags, `*`; a new platform version is picked up at once),
+  and a Content-Security-Policy that lets the page load and call only its own origin, with
+  no inline script or style.
 - The routes are not in the OpenAPI document (`include_in_schema=False`): that document
   describes the signed JSON API, and these are files. docs/api.md lists them.
 """
@@ -71,6 +72,18 @@ def _load() -> dict[str, Asset]:
 FILES = _load()
 
 
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    """Whether an `If-None-Match` names `etag` (RFC 9110 13.1.2: a list, each tag maybe weak
+    `W/"…"`, compared weakly; `*` matches any current file)."""
+    if not if_none_match:
+        return False
+    if if_none_match.strip() == "*":
+        return True
+    return any(
+        tag.strip().removeprefix("W/") == etag for tag in if_none_match.split(",") if tag.strip()
+    )
+
+
 def _serve(request: Request, name: str) -> Response:
     asset = FILES.get(name)
     if asset is None:
@@ -83,7 +96,7 @@ def _serve(request: Request, name: str) -> Response:
         "Referrer-Policy": "no-referrer",
         "Cross-Origin-Opener-Policy": "same-origin",
     }
-    if request.headers.get("if-none-match") == asset.etag:
+    if _matches(request.headers.get("if-none-match"), asset.etag):
         return Response(status_code=304, headers=headers)
     return Response(asset.body, media_type=asset.content_type, headers=headers)
 

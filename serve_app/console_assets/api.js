@@ -13,14 +13,26 @@ export class ApiError extends Error {
   }
 }
 
+// A call made with an Api object after its operator signed out: refused in the tab, and not
+// shown as an error (the sign-in page is what the operator sees then).
+export class SignedOut extends Error {
+  constructor() {
+    super("signed out");
+  }
+}
+
 // JSON with every integer kept exact: one past 2^53 becomes a BigInt (money is whole minor
-// units and must never be rounded by a float).
+// units and must never be rounded by a float). That needs the reviver's source text
+// (`context.source`, "JSON.parse source text access": Chromium 114+, Firefox 135+, Safari
+// 18.4+); a browser without it cannot read such an integer exactly, so the answer is refused
+// rather than shown rounded.
 export function parseJson(text) {
-  return JSON.parse(text, (_key, value, context) =>
-    typeof value === "number" && !Number.isSafeInteger(value) && /^-?\d+$/.test(context?.source ?? "")
-      ? BigInt(context.source)
-      : value,
-  );
+  return JSON.parse(text, (_key, value, context) => {
+    if (typeof value !== "number" || !Number.isInteger(value) || Number.isSafeInteger(value)) return value;
+    const source = context?.source;
+    if (source === undefined) throw new Error("this browser cannot read integers past 2^53 exactly (no JSON.parse source text access): use a current Chromium, Firefox or Safari");
+    return /^-?\d+$/.test(source) ? BigInt(source) : value;
+  });
 }
 
 async function errorOf(response) {
@@ -49,16 +61,22 @@ export class Api {
     sessionStorage.setItem(STORE, JSON.stringify({ keyId: this.key.keyId, secret: this.key.secret }));
   }
 
+  // Forget the secret: every later call of this object is refused in the tab (SignedOut).
+  drop() {
+    this.key = null;
+  }
+
   static forget() {
     sessionStorage.removeItem(STORE);
   }
 
   get keyId() {
-    return this.key.keyId;
+    return this.key?.keyId ?? "";
   }
 
   // The raw response of a signed request (`target`: path and query, already encoded).
   async send(method, target, body) {
+    if (this.key === null) throw new SignedOut();
     const bytes = body === undefined ? new Uint8Array(0) : utf8.encode(JSON.stringify(body));
     const { headers } = await signRequest(this.key, method, target, bytes);
     if (body !== undefined) headers["Content-Type"] = "application/json";
@@ -69,6 +87,7 @@ export class Api {
       credentials: "omit",
       cache: "no-store",
     });
+    if (this.key === null) throw new SignedOut(); // (signed out while the call was under way)
     if (!response.ok) throw await errorOf(response);
     return response;
   }

@@ -18,13 +18,20 @@ function svg(tag, attrs = {}, ...children) {
   return el;
 }
 
+const MAX_WIDTH = 1200; // px: bars narrow down to MIN_BAR to fit; past that the chart scrolls
+const MIN_BAR = 3;
+
 // `days`: [{period, totals: {receivable_net, settlement_net, retained} | null}] for one currency.
+// Returned in a container that scrolls sideways when even the narrowest bars do not fit.
 export function periodsChart(days, currency) {
-  const barW = 14;
-  const groupW = barW * SERIES.length + 16;
   const left = 110;
   const top = 16;
   const plotH = 220;
+  const fit = Math.floor((MAX_WIDTH - left - 20) / Math.max(1, days.length) / (SERIES.length + 1));
+  const barW = Math.max(MIN_BAR, Math.min(14, fit));
+  const gap = Math.max(2, Math.min(16, barW));
+  const groupW = barW * SERIES.length + gap;
+  const labelEvery = Math.ceil(44 / groupW); // a day label needs about 44 px
   const width = Math.max(480, left + groupW * days.length + 20);
   const height = top + plotH + 56;
   const values = days.flatMap((d) => (d.totals ? SERIES.map(([k]) => BigInt(d.totals[k])) : []));
@@ -52,7 +59,7 @@ export function periodsChart(days, currency) {
     chart.append(svg("text", { x: left - 8, y: top + plotH, "text-anchor": "end" }, formatMoney(min, currency)));
   }
   days.forEach((day, i) => {
-    const x0 = left + i * groupW + 8;
+    const x0 = left + i * groupW + gap / 2;
     if (day.totals) {
       SERIES.forEach(([key, cls, label], j) => {
         const v = BigInt(day.totals[key]);
@@ -64,7 +71,7 @@ export function periodsChart(days, currency) {
               class: `bar ${cls}`,
               x: x0 + j * barW,
               y: Math.min(yv, zero),
-              width: barW - 2,
+              width: Math.max(1, barW - 1),
               height: Math.max(1, Math.abs(zero - yv)),
               "data-period": day.period,
               "data-series": key,
@@ -75,13 +82,18 @@ export function periodsChart(days, currency) {
         );
       });
     }
-    chart.append(
-      svg(
-        "text",
-        { x: x0 + (barW * SERIES.length) / 2, y: top + plotH + 16, "text-anchor": "middle" },
-        day.period.slice(5),
-      ),
-    );
+    if (i % labelEvery === 0) {
+      chart.append(
+        svg(
+          "text",
+          { x: x0 + (barW * SERIES.length) / 2, y: top + plotH + 16, "text-anchor": "middle" },
+          day.period.slice(5),
+        ),
+      );
+    }
   });
-  return chart;
+  const box = document.createElement("div");
+  box.className = "chart-scroll";
+  box.append(chart);
+  return box;
 }

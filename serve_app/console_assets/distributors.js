@@ -191,13 +191,34 @@ function accountPart(api, d, after) {
   );
 }
 
-export async function distributorsPage(api, root, say, openId = null, newKey = null) {
-  const list = await api.all("/admin/v1/distributors?limit=500");
-  const after = (message, id, key = null) => {
+// A new key's secret, shown once. It is put on the page as soon as the platform answers,
+// before the page is read again, and that same element is kept by the next render: a refresh
+// that fails leaves it where it is.
+function secretBox(key) {
+  return h(
+    "div",
+    { class: "secret", "data-new-secret": key.key_id },
+    h("strong", {}, `Secret of ${key.key_id}, shown this once: `),
+    h("span", { "data-value": "secret" }, key.secret),
+    h("p", {}, "Copy it now: the platform cannot show it again."),
+  );
+}
+
+// `ctx`: {api, root, say, begin} (app.js); `secret`: the element of a secret just made.
+export async function distributorsPage(ctx, openId = null, secret = null) {
+  const { api, root, say } = ctx;
+  const live = ctx.begin();
+  const after = async (message, id, key = null) => {
     say(message);
-    return distributorsPage(api, root, say, id, key);
+    const box = key?.secret ? secretBox(key) : null;
+    if (box) {
+      root.querySelector("[data-new-secret]")?.remove();
+      root.prepend(box);
+    }
+    await distributorsPage(ctx, id, box);
   };
-  const open = (id) => distributorsPage(api, root, say, id);
+  const open = (id) => distributorsPage(ctx, id);
+  const list = await api.all("/admin/v1/distributors?limit=500");
   let panel = null;
   if (openId) {
     const [d, grants] = await Promise.all([
@@ -208,19 +229,12 @@ export async function distributorsPage(api, root, say, openId = null, newKey = n
       "section",
       { class: "card", "data-distributor": d.id },
       h("h2", {}, `${d.name} `, h("code", {}, d.id)),
-      newKey?.secret
-        ? h(
-            "div",
-            { class: "secret", "data-new-secret": newKey.key_id },
-            h("strong", {}, `Secret of ${newKey.key_id}, shown this once: `),
-            h("span", { "data-value": "secret" }, newKey.secret),
-            h("p", {}, "Copy it now: the platform cannot show it again."),
-          )
-        : null,
+      secret,
       h("div", { class: "grid" }, accountPart(api, d, after), keysPart(api, d, after)),
       grantsPart(api, d, grants.items, after),
     );
   }
+  if (!live()) return;
   root.replaceChildren(
     h("h1", {}, "Distributors"),
     createForm(api, after),
@@ -235,6 +249,6 @@ export async function distributorsPage(api, root, say, openId = null, newKey = n
       list,
       { "data-table": "distributors" },
     ),
-    panel,
+    panel ?? secret,
   );
 }

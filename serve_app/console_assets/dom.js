@@ -1,13 +1,37 @@
 // Building the page from API data without innerHTML: text is always text.
 
+// The controls an action's event came from: a button, or a form's buttons.
+function controlsOf(event) {
+  const el = event?.currentTarget;
+  if (el instanceof HTMLFormElement) return [...el.querySelectorAll("button")];
+  if (el instanceof HTMLButtonElement) return [el];
+  return [];
+}
+
 // An event handler whose failure (a refused request, a bad input) is shown on the page, by
-// app.js, rather than lost as an unhandled rejection.
+// app.js, rather than lost as an unhandled rejection. While an action's call is under way its
+// button (or its form's) is disabled, and the form refuses a second submit: a double click
+// makes one call, not two (two new keys, one secret lost).
 function reported(handler) {
   const report = (error) => window.dispatchEvent(new CustomEvent("console-error", { detail: error }));
   return (event) => {
+    const form = event?.currentTarget instanceof HTMLFormElement ? event.currentTarget : null;
+    if (form?.dataset.busy === "true") {
+      event.preventDefault();
+      return;
+    }
+    const controls = controlsOf(event);
+    const idle = () => {
+      if (form) delete form.dataset.busy;
+      for (const c of controls) c.disabled = false;
+    };
     try {
       const result = handler(event);
-      if (result && typeof result.catch === "function") result.catch(report);
+      if (result && typeof result.then === "function") {
+        if (form) form.dataset.busy = "true";
+        for (const c of controls) c.disabled = true;
+        result.catch(report).finally(idle);
+      }
     } catch (error) {
       report(error);
     }

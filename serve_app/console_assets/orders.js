@@ -101,27 +101,44 @@ function detail(api, o, after) {
     h("p", { class: "muted" }, `Seat release: ${o.release ? `${o.release.status}, ${o.release.attempts} calls` : "none"} · supplier refund: ${o.supplier_refund ? `${o.supplier_refund.refunded_at} (${o.supplier_refund.initiated_by})` : "none"} · callbacks: ${o.callbacks.map((c) => `${c.status} after ${c.attempts}`).join(", ") || "none"}`),
     o.tickets.length ? table([["ticket", (t) => t.code], ["seat", (t) => t.seat]], o.tickets, { "data-table": "tickets" }) : null,
     o.status === "FIXING" ? resolveForm(api, o, after) : null,
+    o.status === "REFUNDING" && o.negotiations.some((n) => n.kind === "refund" && n.status === "flagged")
+      ? h("p", { class: "error", "data-part": "refund-flagged" }, REFUND_FLAGGED)
+      : null,
   );
 }
 
-export async function ordersPage(api, root, say, openId = null) {
+// A flagged refund has no button: `resolve` decides `FIXING` orders only (409 otherwise).
+const REFUND_FLAGGED =
+  "A refund past its give-up time: the platform stops polling and no action here decides it (POST …/resolve is for FIXING orders only). " +
+  "It stays REFUNDING until the supplier's refund feed reports the refund (then REFUNDED); ask the supplier to refund or to report it.";
+
+// `ctx`: {api, root, say, begin} (app.js).
+export async function ordersPage(ctx, openId = null) {
+  const { api, root, say } = ctx;
+  const live = ctx.begin();
   const [flagged, negotiating] = await Promise.all([
     api.all("/admin/v1/orders?flagged=true&limit=500"),
     api.all("/admin/v1/orders?negotiating=true&limit=500"),
   ]);
+  if (!live()) return;
   const panel = h("div", { id: "order-detail" });
+  let shownId = openId;
+  let opening = 0; // the latest order asked for is the one shown
   const open = async (id) => {
-    panel.replaceChildren(detail(api, await api.get(path`/admin/v1/orders/${id}`), after));
+    const mine = ++opening;
+    shownId = id;
+    const order = await api.get(path`/admin/v1/orders/${id}`);
+    if (mine === opening && live()) panel.replaceChildren(detail(api, order, after));
   };
   const after = async (message) => {
     say(message);
-    await ordersPage(api, root, say, openId);
+    await ordersPage(ctx, shownId);
   };
   root.replaceChildren(
     h("h1", {}, "Orders needing a person"),
-    h("button", { type: "button", "data-action": "refresh", onclick: () => ordersPage(api, root, say) }, "Refresh"),
-    orderList("Flagged: past the give-up time, waiting for a decision", "flagged", flagged, (id) => { openId = id; return open(id); }),
-    orderList("Negotiating: the platform is still asking the supplier", "negotiating", negotiating, (id) => { openId = id; return open(id); }),
+    h("button", { type: "button", "data-action": "refresh", onclick: () => ordersPage(ctx) }, "Refresh"),
+    orderList("Flagged: past the give-up time, waiting for a decision", "flagged", flagged, open),
+    orderList("Negotiating: the platform is still asking the supplier", "negotiating", negotiating, open),
     panel,
   );
   if (openId) await open(openId);

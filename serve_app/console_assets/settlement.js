@@ -35,6 +35,16 @@ function snapshotPart(api, s, say, reload) {
       "div",
       { class: "card", "data-part": "checks" },
       h("h3", {}, "Receivable ≥ settlement"),
+      table(
+        [
+          ["currency", (c) => c.currency],
+          moneyCol("receivable to date", "receivable_to_date"),
+          moneyCol("settlement to date", "settlement_to_date"),
+          ["to date", (c) => check(BigInt(c.receivable_to_date) >= BigInt(c.settlement_to_date))],
+        ],
+        s.currencies,
+        { "data-table": "to-date" },
+      ),
       h("p", {}, "Overall (to date and every order): ", h("span", { "data-check": "holds" }, check(s.holds))),
       h("p", {}, "To date: ", h("span", { "data-check": "to_date" }, check(s.checks.to_date)), " · every order: ", h("span", { "data-check": "orders" }, check(s.checks.orders)), " · this day's own flows (reported only: a day of refunds may be negative): ", h("span", { "data-check": "period" }, check(s.checks.period))),
       s.checks.violating_orders_count ? h("p", { class: "error" }, `${s.checks.violating_orders_count} orders violate it: ${s.checks.violating_orders.join(", ")}`) : null,
@@ -50,6 +60,8 @@ function snapshotPart(api, s, say, reload) {
         moneyCol("settlement −", "settlement_minus"),
         moneyCol("settlement net", "settlement_net"),
         moneyCol("retained", "retained"),
+        moneyCol("receivable to date", "receivable_to_date"),
+        moneyCol("settlement to date", "settlement_to_date"),
         moneyCol("retained to date", "retained_to_date"),
       ],
       s.currencies,
@@ -105,11 +117,14 @@ function snapshotPart(api, s, say, reload) {
   );
 }
 
-export async function settlementPage(api, root, say, openPeriod = null, chosen = null) {
+// `ctx`: {api, root, say, begin} (app.js).
+export async function settlementPage(ctx, openPeriod = null, chosen = null) {
+  const { api, root, say } = ctx;
+  const live = ctx.begin();
   const periods = await api.all("/admin/v1/settlement/periods?limit=500");
   const currencies = [...new Set(periods.flatMap((p) => p.currencies.map((c) => c.currency)))].sort();
   const currency = chosen && currencies.includes(chosen) ? chosen : currencies[0] ?? null;
-  const reload = (period, cur = currency) => settlementPage(api, root, say, period, cur);
+  const reload = (period, cur = currency) => settlementPage(ctx, period, cur);
   const totalsIn = (p) => p.currencies.find((c) => c.currency === currency) ?? null;
   const picker = h(
     "select",
@@ -117,6 +132,7 @@ export async function settlementPage(api, root, say, openPeriod = null, chosen =
     currencies.map((c) => h("option", { value: c, selected: c === currency }, c)),
   );
   const snapshot = openPeriod ? snapshotPart(api, await api.get(path`/admin/v1/settlement/periods/${openPeriod}`), say, reload) : null;
+  if (!live()) return;
   root.replaceChildren(
     h("h1", {}, "Settlement"),
     currency === null

@@ -144,10 +144,15 @@ function syncCard(api, s, refresh, say) {
   );
 }
 
-export async function suppliersPage(api, root, say) {
+// `ctx`: {api, root, say, begin} (app.js); `begin()` starts a render and tells whether it is
+// still the latest when its data has arrived.
+export async function suppliersPage(ctx) {
+  const { api, root, say } = ctx;
+  const live = ctx.begin();
   const list = await api.get("/admin/v1/suppliers");
   const details = await Promise.all(list.items.map((s) => api.get(path`/admin/v1/suppliers/${s.id}`)));
-  const refresh = () => suppliersPage(api, root, say);
+  if (!live()) return;
+  const refresh = () => suppliersPage(ctx);
   root.replaceChildren(
     h("h1", {}, "Suppliers"),
     h("button", { type: "button", "data-action": "refresh", onclick: refresh }, "Refresh"),
