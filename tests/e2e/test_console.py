@@ -6,11 +6,13 @@ the pages make must go to the platform's own origin."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import csv
 import io
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,13 +20,14 @@ from typing import Any
 import httpx
 import pytest
 from playwright.async_api import Browser, Page, expect
+from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from domain.money import MINOR_UNITS, Money
 from persistence.accounts import ADMIN, AccountRepository
 from persistence.db import make_engine
 from persistence.secretbox import SecretBox
 from persistence.settlement import flows_of_period
-from serve_app.console import ASSETS, CONTENT_SECURITY_POLICY
+from serve_app.console import ASSETS, CONTENT_SECURITY_POLICY, FILES
 from showdist.client import AsyncSignedClient, Credentials
 from tests.e2e.test_lifecycle import fixed_order, locked_order
 from tests.support.browser import Recorded, chromium, screenshots_dir
@@ -154,34 +157,87 @@ async def test_the_money_format_is_the_platforms(page: tuple[Page, Recorded], wo
     assert got["shown"] == [Money(a, c).format() for a, c in cases]
 
 
+async def raw_get(base_url: str, target: str) -> tuple[int, dict[str, str], bytes]:
+    """`GET target` sent byte for byte over a socket (an HTTP client would normalise `..`
+    and percent-escapes away before sending): the status, headers (lower-case) and body."""
+    parts = httpx.URL(base_url)
+    reader, writer = await asyncio.open_connection(parts.host, parts.port)
+    try:
+        writer.write(
+            f"GET {target} HTTP/1.1\r\nHost: {parts.host}:{parts.port}\r\n"
+            "Connection: close\r\n\r\n".encode("ascii")
+        )
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.read(), timeout=10.0)
+    finally:
+        writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines)}
+    return int(status_line.split()[1]), headers, body
+
+
 async def test_the_console_files_are_served_as_files_and_nothing_else(world: World) -> None:
-    async with httpx.AsyncClient(base_url=world.base_url) as http:
-        index = await http.get("/console")
-        assert index.status_code == 200
-        assert index.headers["content-type"] == "text/html; charset=utf-8"
-        assert index.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
-        assert "default-src 'self'" in CONTENT_SECURITY_POLICY
-        assert "unsafe-inline" not in CONTENT_SECURITY_POLICY
-        assert index.headers["cache-control"] == "no-cache"
-        assert index.headers["x-content-type-options"] == "nosniff"
-        assert "set-cookie" not in index.headers
-        again = await http.get("/console", headers={"If-None-Match": index.headers["etag"]})
-        assert again.status_code == 304
-        for name, kind in (("app.js", "text/javascript"), ("console.css", "text/css")):
-            r = await http.get(f"/console/{name}")
-            assert r.status_code == 200
-            assert r.headers["content-type"].startswith(kind)
-            assert r.content == (ASSETS / name).read_bytes()
-        for target in (
-            "/console/../app.py",
-            "/console/..%2fapp.py",
-            "/console/%2e%2e%2f%2e%2e%2fpyproject.toml",
-            "/console/..%5cconsole.py",
-            "/console/nothing.js",
-        ):
-            r = await http.get(httpx.URL(world.base_url + target))
-            assert r.status_code == 404, target
-            assert r.json()["error"]["code"] == "not_found"
+    assert "default-src 'self'" in CONTENT_SECURITY_POLICY
+    assert "unsafe-inline" not in CONTENT_SECURITY_POLICY
+    kinds = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
+    assert set(FILES) == {p.name for p in ASSETS.iterdir() if p.suffix in kinds}
+    async with httpx.AsyncClient(base_url=world.base_url, trust_env=False) as http:
+        for target, name in [("/console", "index.html")] + [(f"/console/{n}", n) for n in FILES]:
+            r = await http.get(target)
+            assert r.status_code == 200, target
+            assert r.headers["content-type"] == f"{kinds[Path(name).suffix]}; charset=utf-8"
+            assert r.headers["content-security-policy"] == CONTENT_SECURITY_POLICY, target
+            assert r.headers["x-content-type-options"] == "nosniff", target
+            assert r.headers["cache-control"] == "no-cache", target
+            assert "set-cookie" not in r.headers, target
+            assert r.content == (ASSETS / name).read_bytes(), target
+            etag = r.headers["etag"]
+            for asked in (etag, f"W/{etag}", f'"other", {etag}', "*"):
+                again = await http.get(target, headers={"If-None-Match": asked})
+                assert (again.status_code, again.content) == (304, b""), (target, asked)
+                assert again.headers["etag"] == etag
+                assert again.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+            changed = await http.get(target, headers={"If-None-Match": '"not-this-one"'})
+            assert changed.status_code == 200, target
+
+    # Sent as written: the server sees the `..` and the escapes (a served name first, to show
+    # that the raw request itself is right).
+    status, headers, body = await raw_get(world.base_url, "/console/app.js")
+    assert (status, body) == (200, (ASSETS / "app.js").read_bytes())
+    assert headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    for target in (
+        "/console/../app.py",
+        "/console/../console.py",
+        "/console/..%2fapp.py",
+        "/console/..%2Fconsole.py",
+        "/console/%2e%2e/x",
+        "/console/%2e%2e%2f%2e%2e%2fpyproject.toml",
+        "/console/..%5cconsole.py",
+        "/console/.%2e/console.py",
+        "/console/nothing.js",
+        "/console/console.py",
+    ):
+        status, _, body = await raw_get(world.base_url, target)
+        assert status == 404, (target, status, body[:200])
+        assert json.loads(body)["error"]["code"] == "not_found", target
+
+
+async def test_a_csp_violation_fails_the_page_check(
+    page: tuple[Page, Recorded], world: World
+) -> None:
+    """(So the page fixture's check can fail.) An inline script is refused by the console's
+    policy, and the recorder catches the violation Chromium reports."""
+    tab, recorded = page
+    await tab.goto(f"{world.base_url}/console")
+    async with tab.expect_console_message(lambda m: "Content Security Policy" in m.text):
+        await tab.evaluate(
+            """() => { const s = document.createElement("script");
+                       s.textContent = "window.injected = true"; document.head.append(s); }"""
+        )
+    assert await tab.evaluate("window.injected") is None
+    assert [e for e in recorded.errors if e.startswith("CSP violation")], recorded.errors
+    recorded.errors.clear()
 
 
 # -- an operator's day -----------------------------------------------------------------------
@@ -279,8 +335,12 @@ async def _distributors(tab: Page, world: World, admin: AsyncSignedClient) -> No
     await expect(tab.locator('[data-table="distributors"]')).to_contain_text(name)
 
     await panel.locator('button[data-action="new-hmac-key"]').click()
-    secret_box = tab.locator("[data-new-secret]")
+    # The secret is on the page as soon as the key is made, before the page is read again;
+    # the page's new render (the new key in its table) keeps that same element.
+    await expect(tab.locator("[data-new-secret]")).to_be_visible()
+    secret_box = tab.locator("section[data-distributor] [data-new-secret]")
     await expect(secret_box).to_be_visible()
+    await expect(tab.locator('[data-table="keys"] tbody tr')).to_have_count(1)
     key_id = await secret_box.get_attribute("data-new-secret")
     secret = await secret_box.locator('[data-value="secret"]').inner_text()
     assert key_id is not None
@@ -320,9 +380,34 @@ def _money_cells(rows: list[dict[str, Any]], keys: list[str]) -> list[str]:
     return [Money(r[k], r["currency"]).format() for r in rows for k in keys]
 
 
+async def _drawn_from(
+    render: Callable[[], Awaitable[None]], read: Callable[[], Awaitable[Any]]
+) -> Any:
+    """The API's answer that a page drawn by `render` shows: the settlement actor books flows
+    as it tails the ledger, so the page is drawn between two reads of the API, and again until
+    both reads agree (then the page's own read, made between them, is that same answer)."""
+    for _ in range(10):
+        before = await read()
+        await render()
+        after = await read()
+        if before == after:
+            return after
+        await asyncio.sleep(0.5)
+    raise AssertionError("the API's answer kept changing while the page was drawn")
+
+
 async def _settlement(tab: Page, order_id: str, admin: AsyncSignedClient, platform: Any) -> None:
-    await open_page(tab, "settlement")
-    periods = (await api_get(admin, "/admin/v1/settlement/periods?limit=500"))["items"]
+    async def periods_read() -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = (
+            await api_get(admin, "/admin/v1/settlement/periods?limit=500")
+        )["items"]
+        return items
+
+    async def periods_drawn() -> None:
+        await open_page(tab, "orders")  # (away and back: a fresh render of the page)
+        await open_page(tab, "settlement")
+
+    periods = await _drawn_from(periods_drawn, periods_read)
     currency = sorted({c["currency"] for p in periods for c in p["currencies"]})[0]
     chart = tab.locator(f'svg.chart[data-currency="{currency}"]')
     await expect(chart).to_be_visible()
@@ -331,37 +416,38 @@ async def _settlement(tab: Page, order_id: str, admin: AsyncSignedClient, platfo
         for key in ("receivable_net", "settlement_net", "retained"):
             bar = chart.locator(f'rect[data-period="{p["period"]}"][data-series="{key}"]')
             if totals is None:
-                assert not await bar.count()
+                await expect(bar).to_have_count(0)
             else:
-                assert await bar.get_attribute("data-minor") == str(totals[key])
+                await expect(bar).to_have_attribute("data-minor", str(totals[key]))
     await expect(tab.locator('[data-table="periods"] tbody tr')).to_have_count(len(periods))
 
     period = periods[-1]["period"]  # today's: the resolved order's flows are in it
-    await tab.click(f'[data-table="periods"] button[data-open="{period}"]')
     snapshot = tab.locator(f'section[data-snapshot="{period}"]')
-    await expect(snapshot).to_be_visible()
-    view = await api_get(admin, f"/admin/v1/settlement/periods/{period}")
-    totals = snapshot.locator('[data-table="totals"] td.num')
-    assert await totals.all_inner_texts() == _money_cells(
-        view["currencies"],
-        [
-            "receivable_plus",
-            "receivable_minus",
-            "receivable_net",
-            "settlement_plus",
-            "settlement_minus",
-            "settlement_net",
-            "retained",
-            "retained_to_date",
-        ],
+
+    async def snapshot_read() -> dict[str, Any]:
+        return await api_get(admin, f"/admin/v1/settlement/periods/{period}")
+
+    async def snapshot_drawn() -> None:
+        await tab.click(f'[data-table="periods"] button[data-open="{period}"]')
+        await expect(snapshot).to_be_visible()
+
+    # The snapshot says which flow it was made as of; the page must show the API's.
+    view = await _drawn_from(snapshot_drawn, snapshot_read)
+    await expect(snapshot).to_contain_text(f"Snapshot as of flow {view['as_of_flow_id']}")
+    money = ["receivable_plus", "receivable_minus", "receivable_net"]
+    money += ["settlement_plus", "settlement_minus", "settlement_net", "retained"]
+    money += ["receivable_to_date", "settlement_to_date", "retained_to_date"]
+    await expect(snapshot.locator('[data-table="totals"] td.num')).to_have_text(
+        _money_cells(view["currencies"], money)
     )
-    per_distributor = snapshot.locator('[data-table="per-distributor"] td.num')
-    assert await per_distributor.all_inner_texts() == _money_cells(
-        view["distributors"], ["receivable_plus", "receivable_minus", "net"]
+    await expect(snapshot.locator('[data-table="to-date"] td.num')).to_have_text(
+        _money_cells(view["currencies"], ["receivable_to_date", "settlement_to_date"])
     )
-    per_supplier = snapshot.locator('[data-table="per-supplier"] td.num')
-    assert await per_supplier.all_inner_texts() == _money_cells(
-        view["suppliers"], ["settlement_plus", "settlement_minus", "net"]
+    await expect(snapshot.locator('[data-table="per-distributor"] td.num')).to_have_text(
+        _money_cells(view["distributors"], ["receivable_plus", "receivable_minus", "net"])
+    )
+    await expect(snapshot.locator('[data-table="per-supplier"] td.num')).to_have_text(
+        _money_cells(view["suppliers"], ["settlement_plus", "settlement_minus", "net"])
     )
     checks = {**view["checks"], "holds": view["holds"]}
     for name in ("holds", "period", "to_date", "orders"):
@@ -419,14 +505,18 @@ async def test_an_operator_runs_the_platform_from_the_console(
         await _distributors(tab, world, admin_client)
         await _settlement(tab, order_id, admin_client, platform)
     finally:
-        await admin_client.request(
+        # Both are tried whatever happened; then both must have worked (the next tests need
+        # the adaptive polling and one replica).
+        polling = await admin_client.request(
             "PUT",
             f"/admin/v1/suppliers/{world.supplier_id}/polling",
             {"interval_ms": None, "give_up_ms": None},
         )
-        await admin_client.request(
+        replicas = await admin_client.request(
             "PUT", f"/admin/v1/suppliers/{world.supplier_id}/replicas", {"replicas": 1}
         )
+        assert polling.status_code == 200, polling.text
+        assert replicas.status_code == 200, replicas.text
 
 
 async def test_a_wrong_or_revoked_key_is_refused_with_a_visible_message(
@@ -458,10 +548,15 @@ async def test_a_wrong_or_revoked_key_is_refused_with_a_visible_message(
     async def refreshed() -> str:
         if await refused.is_visible():
             return await refused.inner_text()
-        await tab.click('button[data-action="refresh"]')
+        # The tab may sign out between the look and the click (no button then): not yet, the
+        # next round looks again.
+        with contextlib.suppress(PlaywrightTimeout):
+            await tab.click('button[data-action="refresh"]', timeout=1_000)
         return ""
 
     # (other API replicas may hold the key for up to SHOWDIST_AUTH_CACHE_SECONDS)
     await eventually(refreshed, lambda text: "key_revoked" in text, timeout=10.0, every=0.5)
     await expect(tab.locator("#signin")).to_be_visible()
+    await expect(refused).to_contain_text("Signed out (key_revoked): This key was revoked.")
+    await expect(tab.locator("#page")).to_be_empty()  # (nothing of the admin's pages is left)
     assert await tab.evaluate("sessionStorage.length") == 0, "the secret left the tab's storage"

@@ -5,15 +5,20 @@ test that asked for it, with the reason."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from playwright.async_api import Browser, Page, Request, async_playwright
+from playwright.async_api import Browser, ConsoleMessage, Page, Request, async_playwright
 
 CHROMIUM = Path("/usr/bin/chromium")
+# Chromium logs every answer that is not 2xx as a console error; the console's tests provoke
+# such answers on purpose (a revoked key, a period not over) and check the page shows them.
+_HTTP_STATUS = re.compile(r"^Failed to load resource: the server responded with a status of \d{3}")
+_CSP = re.compile(r"Content[ -]Security[ -]Policy", re.IGNORECASE)
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -55,7 +60,9 @@ def origin(url: str) -> str:
 
 @dataclass
 class Recorded:
-    """Every request a page made, and every error its scripts left uncaught."""
+    """Every request a page made, and every error: one its scripts left uncaught, a
+    Content-Security-Policy violation, or any other console error (an HTTP status the test
+    provoked aside)."""
 
     requests: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -63,7 +70,15 @@ class Recorded:
     def watch(self, page: Page) -> Page:
         page.on("request", lambda r: self._request(r))
         page.on("pageerror", lambda e: self.errors.append(str(e)))
+        page.on("console", lambda m: self._console(m))
         return page
+
+    def _console(self, message: ConsoleMessage) -> None:
+        text = message.text
+        if _CSP.search(text):
+            self.errors.append(f"CSP violation: {text}")
+        elif message.type == "error" and not _HTTP_STATUS.match(text):
+            self.errors.append(f"console error: {text}")
 
     def _request(self, request: Request) -> None:
         self.requests.append(request.url)
