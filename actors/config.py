@@ -48,6 +48,8 @@ class SupplierSettings:
     idle_seconds: float = 120.0  # a supplier's actor unused this long is passivated
     idle_feed_seconds: float = 30.0  # an inactive supplier's feeds, if it has issued orders
     idle_sync_seconds: float = 900.0  # an inactive supplier's catalog pulls
+    # Pooled suppliers' locks made from the order hosts (actors/supplier_lane.py).
+    lanes: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,11 +5,14 @@ started on first use with the configuration every process derives from the one
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from typing import Any, Protocol
 
 from actors.config import PlatformConfig, SupplierHostConfig
 from actors.interfaces import SupplierActorCalls, SupplierCalls, SupplierHostCalls
+from actors.metrics import MeteredGateway
 from actors.remote import ActorRole, bound, typed
 from actors.routing import (
     pool_index,
@@ -19,14 +22,25 @@ from actors.routing import (
     supplier_replica,
 )
 from actors.runtime import named_actor
-from actors.supplier_actor import SupplierHostRemote
-from persistence.catalog import CatalogRepository, Supplier
+from actors.supplier_actor import SupplierHostRemote, secrets_sealer
+from actors.supplier_lane import SupplierLane
+from persistence.catalog import RETIRED, CatalogRepository, Supplier
+from suppliers.registry import build_gateway
 
 
 class SupplierDirectory(Protocol):
     async def get(self, supplier_id: str, order_id: str = "") -> SupplierCalls:
         """The supplier's calls for an order (its replica, by the order's hash)."""
         ...
+
+    def suspect(self, supplier_id: str) -> None:
+        """The supplier's actor saw a lock fail: its lane (if any) routes through it."""
+        ...
+
+
+async def _close_later(lane: SupplierLane, after_s: float = 30.0) -> None:
+    await asyncio.sleep(after_s)
+    await lane.aclose()
 
 
 class UnknownSupplier(LookupError):
@@ -80,6 +94,39 @@ class RaySupplierDirectory:
         # within it (a retiring replica keeps serving at least twice as long).
         self._routing_ttl_s = routing_ttl_s
         self._suppliers: dict[str, tuple[float, Supplier]] = {}
+        # Pooled suppliers' lanes, with the gateway configuration each was made from.
+        self._lanes: dict[str, tuple[str, SupplierLane]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def suspect(self, supplier_id: str) -> None:
+        known = self._lanes.get(supplier_id)
+        if known is not None:
+            known[1].suspect()
+
+    def _lane(self, supplier: Supplier, actor: SupplierActorCalls) -> SupplierLane:
+        made_from = json.dumps([supplier.gateway, supplier.config], sort_keys=True)
+        known = self._lanes.get(supplier.id)
+        if known is not None and known[0] == made_from:
+            return known[1]
+        self._drop_lane(supplier.id)
+        settings = self._platform.suppliers
+        gateway = build_gateway(supplier.gateway, supplier.config, sealer=secrets_sealer(settings))
+        lane = SupplierLane(
+            supplier.id,
+            MeteredGateway(supplier.id, gateway),
+            actor,
+            # The supplier's limit, shared by the order hosts' lanes.
+            max_concurrency=settings.max_concurrency // max(1, self._platform.order_hosts),
+        )
+        self._lanes[supplier.id] = (made_from, lane)
+        return lane
+
+    def _drop_lane(self, supplier_id: str) -> None:
+        known = self._lanes.pop(supplier_id, None)
+        if known is not None:  # its calls in flight finish; then its gateway goes
+            task = asyncio.ensure_future(_close_later(known[1]))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     async def get(self, supplier_id: str, order_id: str = "") -> SupplierCalls:
         now = time.monotonic()
@@ -96,7 +143,11 @@ class RaySupplierDirectory:
             actor = self._actors.get(key)
             if actor is None:
                 actor = self._actors[key] = supplier_actor(self._platform, supplier, replica)
+            if self._platform.suppliers.lanes and supplier.status != RETIRED:
+                return self._lane(supplier, actor)
+            self._drop_lane(supplier_id)
             return actor
+        self._drop_lane(supplier_id)
         # A dedicated host exits when its replica is let go, and one started later under the
         # same name is another actor: its handle is looked up again past the routing cache.
         handle = self._dedicated.get((supplier_id, replica))

@@ -614,6 +614,9 @@ class OrderHost(OrderHostCore):
                     return int(line.split()[1]) * 1024  # reported in kB
         return 0
 
+    async def suspect_supplier(self, supplier_id: str) -> None:
+        self._suppliers.suspect(supplier_id)
+
     async def ping(self) -> bool:
         return True
 

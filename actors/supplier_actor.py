@@ -39,7 +39,13 @@ import ray
 from sqlalchemy.engine import make_url
 
 from actors.config import SupplierActorConfig, SupplierHostConfig, SupplierSettings
-from actors.interfaces import SessionStock, SupplierActorCalls, SupplierHostCalls, SupplierStats
+from actors.interfaces import (
+    LockRecord,
+    SessionStock,
+    SupplierActorCalls,
+    SupplierHostCalls,
+    SupplierStats,
+)
 from actors.routing import OrderHosts, pool_index, pooled, supplier_replica
 from actors.runtime import every
 from actors.supplier_service import SupplierService
@@ -73,7 +79,7 @@ _PLACEMENT_GRACE_S = 30.0  # a dedicated host younger than this may precede its 
 _SYNC_RETRY_S = 30.0  # a failed catalog pull of a pooled supplier is tried again after this
 
 
-def _sealer(settings: SupplierSettings) -> SecretBox | None:
+def secrets_sealer(settings: SupplierSettings) -> SecretBox | None:
     """What opens the suppliers' sealed secrets (a pretix token)."""
     key = settings.secrets_key_b64
     return SecretBox(base64.b64decode(key)) if key else None
@@ -98,7 +104,7 @@ class SupplierActor(SupplierService):
         settings = config.settings
         super().__init__(
             config.supplier_id,
-            build_gateway(config.gateway, config.gateway_config, sealer=_sealer(settings)),
+            build_gateway(config.gateway, config.gateway_config, sealer=secrets_sealer(settings)),
             max_concurrency=settings.max_concurrency,
             breaker=CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown_seconds),
         )
@@ -109,6 +115,7 @@ class SupplierActor(SupplierService):
         self.touched_at = time.monotonic()  # the last call of any kind from outside
         self.busy = 0  # background jobs running on it
         self.retiring = False  # its host is letting it go: no background work
+        self.lanes_suspect = False  # the order hosts' lanes were told of a lock failure
 
     def _owns(self, order_id: str) -> bool:
         """With several replicas, each polls and releases for its share of the orders (the
@@ -456,7 +463,35 @@ class SupplierHost:
         attendees: tuple[Attendee, ...] = (),
     ) -> CallResult[LockInfo]:
         actor = await self._use(supplier_id)
-        return await actor.lock(order_id, session_ref, tier_ref, quantity, attendees)
+        result = await actor.lock(order_id, session_ref, tier_ref, quantity, attendees)
+        await self._lanes_told(actor)
+        return result
+
+    async def lock_outcomes(self, supplier_id: str, records: list[LockRecord]) -> tuple[str, int]:
+        """Locks the supplier's lanes made (actors/supplier_lane.py), for its statistics and
+        its breaker; answers the breaker's state and failures since its last success."""
+        actor = await self._use(supplier_id)
+        state = actor.absorb_locks(records)
+        await self._lanes_told(actor)
+        return state
+
+    async def _lanes_told(self, actor: SupplierActor) -> None:
+        """The first lock failure since the supplier's last success sends every order host's
+        lane of it through this actor, so that its breaker counts every lock from then on
+        (answered once they are told, or after 2 s)."""
+        failing = actor.lock_failures > 0
+        if failing and not actor.lanes_suspect:
+            actor.lanes_suspect = True
+            told = asyncio.gather(
+                *(h.suspect_supplier(actor.supplier_id) for h in self._router.all()),
+                return_exceptions=True,
+            )
+            try:
+                await asyncio.wait_for(told, 2.0)
+            except TimeoutError:  # a host restarting: its new lanes start suspect anyway
+                log.warning("order hosts not told of %s's failing locks", actor.supplier_id)
+        elif not failing:
+            actor.lanes_suspect = False
 
     async def release(self, supplier_id: str, order_id: str) -> CallResult[None]:
         return await (await self._use(supplier_id)).release(order_id)

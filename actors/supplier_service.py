@@ -9,10 +9,10 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from actors.interfaces import SupplierCalls, SupplierStats
+from actors.interfaces import LockRecord, SupplierCalls, SupplierStats
 from actors.metrics import MeteredGateway
 from domain.circuit import CircuitBreaker
 from domain.identity import Attendee
@@ -28,24 +28,13 @@ from suppliers.gateway import (
     RefundInfo,
     SupplierGateway,
     SupplierRefundEvent,
+    breaks_circuit,
 )
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _WINDOW = 2000  # calls kept for the rolling statistics
-# Definite business answers: the supplier is up and said no.
-_BUSINESS_ERRORS = frozenset(
-    {
-        ErrorCode.SOLD_OUT,
-        ErrorCode.REFUSED,
-        ErrorCode.NOT_FOUND,
-        ErrorCode.INVALID_REQUEST,
-        ErrorCode.HTTP_4XX,
-        ErrorCode.NOT_ISSUED,
-        ErrorCode.NOT_REFUNDED,
-    }
-)
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:
@@ -74,6 +63,7 @@ class SupplierService:
         self._latencies: deque[float] = deque(maxlen=_WINDOW)
         self._in_flight = 0
         self._overrides: tuple[int | None, int | None] = (None, None)
+        self._last_failure_at = 0.0  # wall clock of the last lock failure the breaker counted
 
     def set_overrides(self, interval_ms: int | None, give_up_ms: int | None) -> None:
         self._overrides = (interval_ms, give_up_ms)
@@ -85,10 +75,11 @@ class SupplierService:
     def _feed_breaker(self, result: CallResult[Any]) -> None:
         # Only locks feed the breaker: it guards the call that must fail fast, and a
         # supplier whose background calls (releases, feeds) work may still refuse locks.
-        if result.outcome is Outcome.DONE or result.error in _BUSINESS_ERRORS:
-            self._breaker.record_success()
-        else:
+        if breaks_circuit(result.outcome, result.error):
             self._breaker.record_failure(time.monotonic())
+            self._last_failure_at = time.time()
+        else:
+            self._breaker.record_success()
 
     async def _call(self, fn: Callable[[], Awaitable[CallResult[T]]]) -> CallResult[T]:
         async with self._slots:
@@ -128,6 +119,26 @@ class SupplierService:
         self._record(result, started)
         self._feed_breaker(result)
         return result
+
+    def absorb_locks(self, records: Sequence[LockRecord]) -> tuple[str, int]:
+        """Locks made without this service (by its supplier's lanes, actors/supplier_lane.py):
+        counted in the statistics and fed to the breaker in order (a success older than the
+        last failure counted closes nothing). Returns the breaker's state and its failures
+        since the last success."""
+        for r in records:
+            self._outcomes.append(r.outcome)
+            self._latencies.append(r.latency_ms)
+            if breaks_circuit(r.outcome, r.error):
+                self._breaker.record_failure(time.monotonic())
+                self._last_failure_at = max(self._last_failure_at, r.at)
+            elif r.at >= self._last_failure_at:
+                self._breaker.record_success()
+        return self._breaker.state.value, self._breaker.consecutive_failures
+
+    @property
+    def lock_failures(self) -> int:
+        """Lock failures the breaker counted since the last success."""
+        return self._breaker.consecutive_failures
 
     async def release(self, order_id: str) -> CallResult[None]:
         return await self._call(lambda: self._gateway.release(order_id))

@@ -58,6 +58,7 @@ def platform_config(settings: Settings) -> PlatformConfig:
             idle_seconds=settings.supplier_idle_seconds,
             idle_feed_seconds=settings.supplier_idle_feed_seconds,
             idle_sync_seconds=settings.supplier_idle_sync_seconds,
+            lanes=settings.supplier_lanes,
         ),
         settlement=SettlementSettings(),
     )

@@ -91,6 +91,11 @@ class Settings(BaseSettings):
     supplier_idle_seconds: float = Field(
         default=120.0, gt=0, description="a supplier's actor unused this long is passivated"
     )
+    supplier_lanes: bool = Field(
+        default=True,
+        description="pooled suppliers' locks are made from the order hosts, not through "
+        "the supplier's actor (one Ray hop less; its actor keeps stats and the breaker)",
+    )
     supplier_idle_feed_seconds: float = Field(
         default=30.0, gt=0, description="how often an idle supplier's feeds are read (if needed)"
     )

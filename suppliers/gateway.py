@@ -70,6 +70,26 @@ class ErrorCode(StrEnum):
     CIRCUIT_OPEN = "circuit_open"  # set by callers that short-circuit a failing supplier
 
 
+# Definite business answers: the supplier is up and said no.
+BUSINESS_ERRORS = frozenset(
+    {
+        ErrorCode.SOLD_OUT,
+        ErrorCode.REFUSED,
+        ErrorCode.NOT_FOUND,
+        ErrorCode.INVALID_REQUEST,
+        ErrorCode.HTTP_4XX,
+        ErrorCode.NOT_ISSUED,
+        ErrorCode.NOT_REFUNDED,
+    }
+)
+
+
+def breaks_circuit(outcome: Outcome, error: str | None) -> bool:
+    """Is this answer one a circuit breaker counts as the supplier failing? (Done, or a
+    definite business answer, says the supplier is up.)"""
+    return outcome is not Outcome.DONE and error not in BUSINESS_ERRORS
+
+
 @dataclass(frozen=True, slots=True)
 class Ticket:
     code: str

@@ -99,6 +99,9 @@ class Directory:
     async def get(self, supplier_id: str, order_id: str = "") -> SupplierCalls:
         return self.supplier
 
+    def suspect(self, supplier_id: str) -> None:
+        pass
+
 
 @dataclass
 class FakeFeeds:

@@ -1,0 +1,156 @@
+"""A pooled supplier's locks made from the order's own process: no second actor hop.
+
+A lock is the call a distributor waits on before paying. Through the supplier's actor it is
+two Ray hops (order host → supplier host → supplier and back) beside the supplier's own HTTP
+call; a `SupplierLane` in the order host calls the supplier's gateway directly, while the
+supplier's actor stays the one home of everything else:
+
+- **Statistics.** Each lock's outcome and latency is sent to the actor, a batch at most
+  `flush_s` old (`lock_outcomes`), so its live statistics and polling policy count them.
+- **The circuit breaker** is the actor's. A lock that failed as the breaker counts failures
+  is sent at once, with those before it, and its answer says whether the actor has seen
+  failures since its last success. From the first such failure on, every lane routes its
+  locks through the actor (the actor tells every order host: `suspect_supplier`), so the
+  actor's breaker counts each one, opens after its threshold, fails fast while open and lets
+  its one probe through, exactly as without lanes; the lane calls directly again once a lock
+  through the actor succeeded (the breaker closed) or a batch's answer says so.
+- **Limits.** A lane holds at most `max_concurrency` locks in flight (the supplier's limit
+  shared among the order hosts), and answers `busy` after `slot_wait_s` without a slot.
+
+Only locks: an issue (after payment), refunds and every query still go through the actor,
+so that what a supplier actor's crash means for them is unchanged. A lane is made for a
+supplier in the pool that is not retired; a supplier scaled to dedicated replicas is called
+through them (actors/directory.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from actors.interfaces import LockRecord, SupplierActorCalls
+from domain.identity import Attendee
+from domain.negotiation import PollingPolicy
+from suppliers.gateway import (
+    CallResult,
+    IssueInfo,
+    LockInfo,
+    Outcome,
+    RefundInfo,
+    SupplierGateway,
+    breaks_circuit,
+)
+
+log = logging.getLogger(__name__)
+
+
+class SupplierLane:
+    def __init__(
+        self,
+        supplier_id: str,
+        gateway: SupplierGateway,
+        actor: SupplierActorCalls,
+        *,
+        max_concurrency: int,
+        slot_wait_s: float = 2.0,
+        flush_s: float = 0.5,
+    ) -> None:
+        self.supplier_id = supplier_id
+        self._gateway = gateway
+        self._actor = actor
+        self._slots = asyncio.Semaphore(max(1, max_concurrency))
+        self._slot_wait_s = slot_wait_s
+        self._flush_s = flush_s
+        self._pending: list[LockRecord] = []
+        self._flushing: asyncio.Task[None] | None = None
+        # Until the actor has said its breaker is closed with no failure since, locks go
+        # through it (a new lane knows nothing of the breaker).
+        self._through_actor = True
+
+    def suspect(self) -> None:
+        """The actor has seen a lock fail: route locks through it until it is healthy."""
+        self._through_actor = True
+
+    @property
+    def direct(self) -> bool:
+        return not self._through_actor
+
+    async def lock(
+        self,
+        order_id: str,
+        session_ref: str,
+        tier_ref: str,
+        quantity: int,
+        attendees: tuple[Attendee, ...] = (),
+    ) -> CallResult[LockInfo]:
+        if self._through_actor:
+            result = await self._actor.lock(order_id, session_ref, tier_ref, quantity, attendees)
+            if not breaks_circuit(result.outcome, result.error):
+                self._through_actor = False  # the actor's breaker has just closed
+            return result
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self._slot_wait_s)
+        except TimeoutError:
+            return CallResult(Outcome.FAILED, error="busy", message="supplier at its call limit")
+        started = time.perf_counter()
+        try:
+            result = await self._gateway.lock(order_id, session_ref, tier_ref, quantity, attendees)
+        finally:
+            self._slots.release()
+        self._pending.append(
+            LockRecord(
+                result.outcome, result.error, (time.perf_counter() - started) * 1000.0, time.time()
+            )
+        )
+        if breaks_circuit(result.outcome, result.error):
+            await self.flush()  # at once, after those before it: the breaker counts in order
+        elif self._flushing is None:
+            self._flushing = asyncio.ensure_future(self._flush_later())
+        return result
+
+    async def _flush_later(self) -> None:
+        try:
+            await asyncio.sleep(self._flush_s)
+            await self.flush()
+        finally:
+            self._flushing = None
+
+    async def flush(self) -> None:
+        """Send the outcomes not sent yet to the supplier's actor."""
+        records, self._pending = self._pending, []
+        if not records:
+            return
+        try:
+            state, failures = await self._actor.lock_outcomes(records)
+        except Exception as exc:  # the actor cannot count them now: route through it
+            log.warning("lock outcomes of %s not delivered: %r", self.supplier_id, exc)
+            self._through_actor = True
+            return
+        self._through_actor = state != "closed" or failures > 0
+
+    # -- everything but the lock goes through the supplier's actor ---------------------------
+    async def release(self, order_id: str) -> CallResult[None]:
+        return await self._actor.release(order_id)
+
+    async def issue(
+        self, order_id: str, attendees: tuple[Attendee, ...] = ()
+    ) -> CallResult[IssueInfo]:
+        return await self._actor.issue(order_id, attendees)
+
+    async def query_issue(self, order_id: str) -> CallResult[IssueInfo]:
+        return await self._actor.query_issue(order_id)
+
+    async def refund(self, order_id: str) -> CallResult[RefundInfo]:
+        return await self._actor.refund(order_id)
+
+    async def query_refund(self, order_id: str) -> CallResult[RefundInfo]:
+        return await self._actor.query_refund(order_id)
+
+    async def policy(self) -> PollingPolicy:
+        return await self._actor.policy()
+
+    async def aclose(self) -> None:
+        """Send what is pending and let the gateway go (the lane is being replaced)."""
+        await self.flush()
+        await self._gateway.aclose()
