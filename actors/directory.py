@@ -38,7 +38,7 @@ class SupplierDirectory(Protocol):
         ...
 
 
-async def _close_later(lane: SupplierLane, after_s: float = 30.0) -> None:
+async def _close_later(lane: SupplierLane, after_s: float) -> None:
     await asyncio.sleep(after_s)
     await lane.aclose()
 
@@ -121,10 +121,19 @@ class RaySupplierDirectory:
         self._lanes[supplier.id] = (made_from, lane)
         return lane
 
-    def _drop_lane(self, supplier_id: str) -> None:
+    def drop_idle_lanes(self, idle_s: float) -> int:
+        """Let go of the lanes unused for `idle_s` (each holds its supplier's connections);
+        returns how many. A supplier locked again gets a new one."""
+        cutoff = time.monotonic() - idle_s
+        idle = [sid for sid, (_, lane) in self._lanes.items() if lane.used_at < cutoff]
+        for sid in idle:
+            self._drop_lane(sid, after_s=0.0)
+        return len(idle)
+
+    def _drop_lane(self, supplier_id: str, *, after_s: float = 30.0) -> None:
         known = self._lanes.pop(supplier_id, None)
         if known is not None:  # its calls in flight finish; then its gateway goes
-            task = asyncio.ensure_future(_close_later(known[1]))
+            task = asyncio.ensure_future(_close_later(known[1], after_s))
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
 

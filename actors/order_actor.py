@@ -565,16 +565,19 @@ class OrderHost(OrderHostCore):
     async def __init__(self, platform: PlatformConfig, index: int) -> None:  # type: ignore[misc]
         settings = platform.hosts
         engine = make_engine(platform.database_url, pool_size=settings.db_pool_size)
+        directory = RaySupplierDirectory(CatalogRepository(engine), platform)
         super().__init__(
             OrderRepository(
                 engine, tz=ZoneInfo(platform.timezone), vault=_vault(settings.identity_key_b64)
             ),
-            RaySupplierDirectory(CatalogRepository(engine), platform),
+            directory,
             lock_ttl=timedelta(seconds=settings.lock_ttl_seconds),
             idle_seconds=settings.idle_seconds,
             shard=(index, platform.order_hosts),
         )
         self._abandoned_after = timedelta(seconds=settings.abandoned_lock_seconds)
+        self._lanes = directory
+        self._lane_idle_s = platform.suppliers.idle_seconds
         self._courier = CallbackCourier(
             WorkRepository(engine), settings, shard=(index, platform.order_hosts)
         )
@@ -596,6 +599,7 @@ class OrderHost(OrderHostCore):
 
     async def _passivate(self) -> None:
         self.passivate_idle()
+        self._lanes.drop_idle_lanes(self._lane_idle_s)
 
     async def sweep_now(self) -> dict[str, str]:
         return await self.sweep(self._abandoned_after)

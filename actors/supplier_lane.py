@@ -67,6 +67,7 @@ class SupplierLane:
         # Until the actor has said its breaker is closed with no failure since, locks go
         # through it (a new lane knows nothing of the breaker).
         self._through_actor = True
+        self.used_at = time.monotonic()
 
     def suspect(self) -> None:
         """The actor has seen a lock fail: route locks through it until it is healthy."""
@@ -84,6 +85,7 @@ class SupplierLane:
         quantity: int,
         attendees: tuple[Attendee, ...] = (),
     ) -> CallResult[LockInfo]:
+        self.used_at = time.monotonic()
         if self._through_actor:
             result = await self._actor.lock(order_id, session_ref, tier_ref, quantity, attendees)
             if not breaks_circuit(result.outcome, result.error):

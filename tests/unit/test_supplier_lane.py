@@ -141,3 +141,17 @@ async def test_a_full_lane_answers_busy() -> None:
     await _lock(lane, "warm")  # through the actor, then direct
     answers = await asyncio.gather(*(_lock(lane, f"o{i}") for i in range(3)))
     assert sorted(a.error or "ok" for a in answers) == ["busy", "ok", "ok"]
+
+
+async def test_a_host_lets_go_of_lanes_unused_for_a_while() -> None:
+    from actors.config import PlatformConfig
+    from actors.directory import RaySupplierDirectory
+
+    platform = PlatformConfig("unit", "unit", "sqlite+aiosqlite:///:memory:")
+    directory = RaySupplierDirectory(None, platform)  # type: ignore[arg-type]
+    old, fresh = _lane(Box())[0], _lane(Box())[0]
+    old.used_at -= 300.0
+    directory._lanes = {"sup_old": ("{}", old), "sup_fresh": ("{}", fresh)}
+    assert directory.drop_idle_lanes(120.0) == 1
+    assert set(directory._lanes) == {"sup_fresh"}
+    await asyncio.sleep(0.01)  # (its gateway is closed by a task of its own)
