@@ -108,6 +108,12 @@ class PlatformCpu:
         end = _cpu_seconds([*pids, *_children(self._postmaster)])
         return (end - start) / (time.monotonic() - began)
 
+    async def idle_per_second(self, windows: int = 3, window_s: float = 4.0) -> float:
+        """The least of a few windows: a cost every idle second carries shows in each of
+        them; a burst of another test's leftover work (a negotiation, a sync) in one does
+        not decide."""
+        return min([await self.per_second(window_s) for _ in range(windows)])
+
 
 def _platform_actors(namespace: str) -> set[str]:
     """The platform's actors (every one is named), each a process."""
@@ -161,7 +167,7 @@ async def test_a_thousand_suppliers_cost_no_process_and_no_connection_of_their_o
         actors_before = await asyncio.to_thread(_platform_actors, config.namespace)
         processes_before = _ray_processes()
         connections_before = await connections()
-        idle_before = await cpu.per_second(8.0)
+        idle_before = await cpu.idle_per_second()
 
         async def create(i: int) -> str:
             r = await admin_client.request(
@@ -215,7 +221,7 @@ async def test_a_thousand_suppliers_cost_no_process_and_no_connection_of_their_o
         actors_after = await asyncio.to_thread(_platform_actors, config.namespace)
         processes_after = _ray_processes()
         connections_after = await connections()
-        idle_after = await cpu.per_second(8.0)
+        idle_after = await cpu.idle_per_second()
         print(
             f"\n{SUPPLIERS} suppliers: created in {created_s:.1f} s, all synced after"
             f" {synced_s:.1f} s; platform actors {len(actors_before)} -> {len(actors_after)},"
