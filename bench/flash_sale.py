@@ -1,7 +1,7 @@
 """A flash sale: many create attempts on one small tier, from many distributors at once.
 
     python -m bench.flash_sale [--attempts 20000] [--seats 2000] [--concurrency 64]
-                               [--distributors 20]
+                               [--distributors 20] [--serve-replicas 1]
 
 Against PostgreSQL, Redis and the sandbox supplier (a box office of its own with one tier of
 `--seats` seats). Prints the wall time, how many attempts got seats (must be exactly the
@@ -127,8 +127,9 @@ def main() -> None:
     p.add_argument("--seats", type=int, default=2_000)
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--distributors", type=int, default=20)
+    p.add_argument("--serve-replicas", type=int, default=1)
     args = p.parse_args()
-    with stack() as s:
+    with stack(serve_replicas=args.serve_replicas) as s:
         asyncio.run(main_async(s, args.attempts, args.seats, args.concurrency, args.distributors))
 
 
