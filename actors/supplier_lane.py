@@ -124,7 +124,11 @@ class SupplierLane:
         if not records:
             return
         try:
-            state, failures = await self._actor.lock_outcomes(records)
+            # Bounded: a failed lock waits for this before it answers, and a stopped actor
+            # must not hold the distributor's create longer than the lock's own slot wait.
+            state, failures = await asyncio.wait_for(
+                self._actor.lock_outcomes(records), self._slot_wait_s
+            )
         except Exception as exc:  # the actor cannot count them now: route through it
             log.warning("lock outcomes of %s not delivered: %r", self.supplier_id, exc)
             self._through_actor = True

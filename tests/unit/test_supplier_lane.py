@@ -155,3 +155,22 @@ async def test_a_host_lets_go_of_lanes_unused_for_a_while() -> None:
     assert directory.drop_idle_lanes(120.0) == 1
     assert set(directory._lanes) == {"sup_fresh"}
     await asyncio.sleep(0.01)  # (its gateway is closed by a task of its own)
+
+
+async def test_a_stopped_actor_holds_a_failed_lock_no_longer_than_the_slot_wait() -> None:
+    box = Box()
+    lane, actor = _lane(box)
+    await _lock(lane, "o0")  # (through the actor: the lane is direct now)
+    lane._slot_wait_s = 0.2
+
+    async def never(records: list[LockRecord]) -> tuple[str, int]:
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    actor.lock_outcomes = never  # type: ignore[method-assign]
+    box.failing = True
+    started = asyncio.get_running_loop().time()
+    failed = await _lock(lane, "o1")
+    assert failed.outcome is Outcome.FAILED
+    assert asyncio.get_running_loop().time() - started < 1.0
+    assert lane.direct is False  # the actor could not be told: locks go through it
