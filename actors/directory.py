@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from typing import Any, Protocol
 
@@ -26,6 +27,8 @@ from actors.supplier_actor import SupplierHostRemote, secrets_sealer
 from actors.supplier_lane import SupplierLane
 from persistence.catalog import RETIRED, CatalogRepository, Supplier
 from suppliers.registry import build_gateway
+
+log = logging.getLogger(__name__)
 
 
 class SupplierDirectory(Protocol):
@@ -153,7 +156,10 @@ class RaySupplierDirectory:
             if actor is None:
                 actor = self._actors[key] = supplier_actor(self._platform, supplier, replica)
             if self._platform.suppliers.lanes and supplier.status != RETIRED:
-                return self._lane(supplier, actor)
+                try:
+                    return self._lane(supplier, actor)
+                except Exception as exc:  # its gateway cannot be built here: use the actor
+                    log.warning("no lane for supplier %s: %r", supplier_id, exc)
             self._drop_lane(supplier_id)
             return actor
         self._drop_lane(supplier_id)

@@ -478,18 +478,31 @@ class SupplierHost:
     async def _lanes_told(self, actor: SupplierActor) -> None:
         """The first lock failure since the supplier's last success sends every order host's
         lane of it through this actor, so that its breaker counts every lock from then on
-        (answered once they are told, or after 2 s)."""
+        (answered once they are told, or after 2 s). Only pooled suppliers have lanes."""
+        if self._config.supplier_id is not None or not self._settings.lanes:
+            return
         failing = actor.lock_failures > 0
         if failing and not actor.lanes_suspect:
             actor.lanes_suspect = True
-            told = asyncio.gather(
-                *(h.suspect_supplier(actor.supplier_id) for h in self._router.all()),
-                return_exceptions=True,
-            )
             try:
-                await asyncio.wait_for(told, 2.0)
-            except TimeoutError:  # a host restarting: its new lanes start suspect anyway
-                log.warning("order hosts not told of %s's failing locks", actor.supplier_id)
+                told = await asyncio.wait_for(
+                    asyncio.gather(
+                        *(h.suspect_supplier(actor.supplier_id) for h in self._router.all()),
+                        return_exceptions=True,
+                    ),
+                    2.0,
+                )
+                missed = [r for r in told if isinstance(r, BaseException)]
+            except Exception as exc:  # (no host list, or past the 2 s)
+                missed = [exc]
+            if missed:
+                # Told again at the next failure; a host restarting starts its lanes suspect.
+                log.warning(
+                    "order hosts not all told of %s's failing locks: %r",
+                    actor.supplier_id,
+                    missed[0],
+                )
+                actor.lanes_suspect = False
         elif not failing:
             actor.lanes_suspect = False
 

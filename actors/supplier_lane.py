@@ -67,11 +67,20 @@ class SupplierLane:
         # Until the actor has said its breaker is closed with no failure since, locks go
         # through it (a new lane knows nothing of the breaker).
         self._through_actor = True
+        # When the lane last learned of a failure: an answer to a call sent before that is
+        # older news, and never sends the lane direct again.
+        self._suspected_at = time.monotonic()
         self.used_at = time.monotonic()
 
     def suspect(self) -> None:
         """The actor has seen a lock fail: route locks through it until it is healthy."""
         self._through_actor = True
+        self._suspected_at = time.monotonic()
+
+    def _healthy_since(self, sent_at: float) -> None:
+        """An answer to a call sent at `sent_at` says the breaker is closed, no failure."""
+        if sent_at >= self._suspected_at:
+            self._through_actor = False
 
     @property
     def direct(self) -> bool:
@@ -87,9 +96,10 @@ class SupplierLane:
     ) -> CallResult[LockInfo]:
         self.used_at = time.monotonic()
         if self._through_actor:
+            sent_at = time.monotonic()
             result = await self._actor.lock(order_id, session_ref, tier_ref, quantity, attendees)
             if not breaks_circuit(result.outcome, result.error):
-                self._through_actor = False  # the actor's breaker has just closed
+                self._healthy_since(sent_at)  # the actor's breaker has just closed
             return result
         try:
             await asyncio.wait_for(self._slots.acquire(), self._slot_wait_s)
@@ -114,15 +124,16 @@ class SupplierLane:
     async def _flush_later(self) -> None:
         try:
             await asyncio.sleep(self._flush_s)
-            await self.flush()
         finally:
-            self._flushing = None
+            self._flushing = None  # outcomes from now on start a timer of their own
+        await self.flush()
 
     async def flush(self) -> None:
         """Send the outcomes not sent yet to the supplier's actor."""
         records, self._pending = self._pending, []
         if not records:
             return
+        sent_at = time.monotonic()
         try:
             # Bounded: a failed lock waits for this before it answers, and a stopped actor
             # must not hold the distributor's create longer than the lock's own slot wait.
@@ -131,9 +142,12 @@ class SupplierLane:
             )
         except Exception as exc:  # the actor cannot count them now: route through it
             log.warning("lock outcomes of %s not delivered: %r", self.supplier_id, exc)
-            self._through_actor = True
+            self.suspect()
             return
-        self._through_actor = state != "closed" or failures > 0
+        if state != "closed" or failures > 0:
+            self.suspect()
+        else:
+            self._healthy_since(sent_at)
 
     # -- everything but the lock goes through the supplier's actor ---------------------------
     async def release(self, order_id: str) -> CallResult[None]:
@@ -158,5 +172,7 @@ class SupplierLane:
 
     async def aclose(self) -> None:
         """Send what is pending and let the gateway go (the lane is being replaced)."""
-        await self.flush()
-        await self._gateway.aclose()
+        try:
+            await self.flush()
+        finally:
+            await self._gateway.aclose()

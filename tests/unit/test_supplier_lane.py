@@ -174,3 +174,23 @@ async def test_a_stopped_actor_holds_a_failed_lock_no_longer_than_the_slot_wait(
     assert failed.outcome is Outcome.FAILED
     assert asyncio.get_running_loop().time() - started < 1.0
     assert lane.direct is False  # the actor could not be told: locks go through it
+
+
+async def test_an_answer_older_than_a_suspicion_does_not_send_the_lane_direct() -> None:
+    box = Box()
+    lane, actor = _lane(box)
+    await _lock(lane, "o0")  # (through the actor: direct now)
+    absorb = actor.lock_outcomes
+
+    async def slow(records: list[LockRecord]) -> tuple[str, int]:
+        answer = await absorb(records)  # computed now: closed, no failure
+        await asyncio.sleep(0.2)  # ... and delivered late
+        return answer
+
+    actor.lock_outcomes = slow  # type: ignore[method-assign]
+    await _lock(lane, "o1")
+    flushing = asyncio.ensure_future(lane.flush())
+    await asyncio.sleep(0.05)
+    lane.suspect()  # another host's lane saw a failure meanwhile
+    await flushing
+    assert lane.direct is False
