@@ -30,13 +30,13 @@ import logging
 import time
 
 from actors.interfaces import LockRecord, SupplierActorCalls
+from actors.supplier_service import busy, take_slot
 from domain.identity import Attendee
 from domain.negotiation import PollingPolicy
 from suppliers.gateway import (
     CallResult,
     IssueInfo,
     LockInfo,
-    Outcome,
     RefundInfo,
     SupplierGateway,
     breaks_circuit,
@@ -101,10 +101,8 @@ class SupplierLane:
             if not breaks_circuit(result.outcome, result.error):
                 self._healthy_since(sent_at)  # the actor's breaker has just closed
             return result
-        try:
-            await asyncio.wait_for(self._slots.acquire(), self._slot_wait_s)
-        except TimeoutError:
-            return CallResult(Outcome.FAILED, error="busy", message="supplier at its call limit")
+        if not await take_slot(self._slots, self._slot_wait_s):
+            return busy()
         started = time.perf_counter()
         try:
             result = await self._gateway.lock(order_id, session_ref, tier_ref, quantity, attendees)

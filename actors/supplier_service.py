@@ -37,6 +37,20 @@ T = TypeVar("T")
 _WINDOW = 2000  # calls kept for the rolling statistics
 
 
+def busy() -> CallResult[LockInfo]:
+    """A lock refused without calling the supplier: its call limit is reached."""
+    return CallResult(Outcome.FAILED, error="busy", message="supplier at its call limit")
+
+
+async def take_slot(slots: asyncio.Semaphore, wait_s: float) -> bool:
+    """One of a supplier's call slots, waited for at most `wait_s` (a lock fails fast)."""
+    try:
+        await asyncio.wait_for(slots.acquire(), wait_s)
+    except TimeoutError:
+        return False
+    return True
+
+
 def _percentile(sorted_values: list[float], q: float) -> float:
     if not sorted_values:
         return 0.0
@@ -104,11 +118,9 @@ class SupplierService:
         # without calling it (and without holding anything there).
         if not self._breaker.allow(time.monotonic()):
             return CallResult(Outcome.FAILED, error=ErrorCode.CIRCUIT_OPEN, message="circuit open")
-        try:
-            await asyncio.wait_for(self._slots.acquire(), self._slot_wait_s)
-        except TimeoutError:
+        if not await take_slot(self._slots, self._slot_wait_s):
             self._breaker.probe_in_flight = False
-            return CallResult(Outcome.FAILED, error="busy", message="supplier at its call limit")
+            return busy()
         self._in_flight += 1
         started = time.perf_counter()
         try:
