@@ -96,6 +96,31 @@ def refusals(code: str) -> Any:
     return key(API_REFUSALS.exported[0], code=code)
 
 
+_COUNTED = frozenset(
+    n
+    for spec in (ORDER_MOVES, SUPPLIER_CALLS, SUPPLIER_CALL_SECONDS, API_REFUSALS)
+    for n in spec.exported
+)
+
+
+def _counted(series: Series) -> Series:
+    return {k: v for k, v in series.items() if k[0] in _COUNTED}
+
+
+async def settled_scrape(http: httpx.AsyncClient, url: str) -> Series:
+    """A scrape once what the tests before did has been reported: the counters no longer
+    change over a few report intervals (a move recorded just before, not yet reported, would
+    otherwise count as this test's)."""
+    last = await scrape(http, url)
+    deadline = time.monotonic() + 30 * METRICS_REPORT_MS / 1000
+    while True:
+        await asyncio.sleep(2.5 * METRICS_REPORT_MS / 1000)
+        now = await scrape(http, url)
+        if _counted(now) == _counted(last) or time.monotonic() > deadline:
+            return now
+        last = now
+
+
 async def scraped_until(
     http: httpx.AsyncClient, url: str, before: Series, wanted: Mapping[Any, float]
 ) -> Series:
@@ -124,7 +149,7 @@ async def test_lifecycles_and_refusals_show_in_the_prometheus_endpoint(
     url = await asyncio.to_thread(metrics_url)
     sid = world.supplier_id
     async with httpx.AsyncClient(timeout=10.0, trust_env=False) as http:
-        before = await scrape(http, url)
+        before = await settled_scrape(http, url)
 
         # Lifecycles: lock and issue, through the signed API.
         for _ in range(LIFECYCLES):

@@ -16,7 +16,6 @@ import ray
 from sqlalchemy import text
 
 from actors.routing import (
-    OrderHosts,
     pool_index,
     running_supplier_actor,
     running_supplier_host,
@@ -90,7 +89,7 @@ class PlatformCpu:
 
     async def actor_pids(self) -> list[int]:
         config = self._platform.config
-        hosts = OrderHosts(config).all()
+        hosts = self._platform.hosts
         pools = [
             running_supplier_host(config, supplier_pool_host_name(config.instance, i))
             for i in range(config.suppliers.pool_hosts)
@@ -240,17 +239,29 @@ async def test_a_thousand_suppliers_cost_no_process_and_no_connection_of_their_o
         pool_conns = config.suppliers.pool_hosts * (config.suppliers.db_pool_size + 2)
         api_conns = platform.settings.db_pool_size + max(2, platform.settings.db_pool_size // 4)
         assert connections_after <= connections_before + pool_conns + api_conns
-        # Flat: a thousand idle suppliers add at most 5 % of one core.
-        assert idle_after <= idle_before + 0.05, (idle_before, idle_after)
+        # Flat: a thousand idle suppliers add at most 5 % of one core. Measured against the
+        # platform before they came and after they are retired (A/B/A), so background work
+        # another test left behind (a negotiation polling, a callback backing off) that
+        # starts or ends meanwhile is in a baseline too, and does not decide.
+        await _bounded(16, _retire(admin_client), ids)
+        ids = []
+        idle_retired = await cpu.idle_per_second()
+        print(f"idle CPU once they are retired: {idle_retired * 1000:.0f} ms/s")
+        baseline = max(idle_before, idle_retired)
+        assert idle_after <= baseline + 0.05, (idle_before, idle_after, idle_retired)
     finally:
         # Retired, they sell nothing and are neither synced nor read: later tests see the
         # platform as it was.
-        async def retire(sid: str) -> None:
-            r = await admin_client.request("POST", f"/admin/v1/suppliers/{sid}/retire")
-            assert r.status_code == 200, r.text
-
-        await _bounded(16, retire, ids)
+        await _bounded(16, _retire(admin_client), ids)
         await engine.dispose()
+
+
+def _retire(admin_client: AsyncSignedClient) -> Callable[[str], Awaitable[None]]:
+    async def retire(sid: str) -> None:
+        r = await admin_client.request("POST", f"/admin/v1/suppliers/{sid}/retire")
+        assert r.status_code == 200, r.text
+
+    return retire
 
 
 async def test_a_retired_supplier_sells_nothing_while_its_orders_carry_on(
