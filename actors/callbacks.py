@@ -25,7 +25,7 @@ import socket
 import time
 import typing
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from ipaddress import ip_address
 from urllib.parse import urlsplit
@@ -188,15 +188,15 @@ def _describe(exc: BaseException, deadline_s: float) -> str:
 
 
 class CallbackCourier:
-    """Delivers the due messages of courier shard `shard` = (index, count) of the outbox
-    (order host `index` of `count`), by rounds (`deliver_due`)."""
+    """Delivers the due messages of the outbox's courier shards that `shards` names when
+    asked (an order host's partitions; None: every shard), by rounds (`deliver_due`)."""
 
     def __init__(
         self,
         work: WorkRepository,
         settings: OrderHostSettings,
         *,
-        shard: tuple[int, int] = (0, 1),
+        shards: Callable[[], Collection[int] | None] = lambda: None,
         base_backoff_s: float = 1.0,
         batch: int = 500,
         round_wait_s: float = 1.0,
@@ -206,7 +206,7 @@ class CallbackCourier:
         self._key = Ed25519PrivateKey.from_private_bytes(
             base64.b64decode(settings.platform_seed_b64)
         )
-        self._shard = shard
+        self._shards = shards
         self._deadline = settings.callback_deadline_seconds
         self._max_attempts = settings.callback_max_attempts
         self._max_age = timedelta(seconds=settings.callback_max_age_seconds)
@@ -247,7 +247,7 @@ class CallbackCourier:
         running go on after the round, each bounded by its deadline."""
         due = await self._work.due_callbacks(
             datetime.now(UTC),
-            shard=self._shard,
+            shards=self._shards(),
             per_distributor=self._per_distributor,
             limit=self._batch,
             excluding=list(self._in_flight),

@@ -16,7 +16,7 @@ in docs/metrics.md).
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -282,20 +282,24 @@ class MeteredGateway:
 
 # -- periodic counts (order hosts) -------------------------------------------------------------
 class Gauges:
-    """The counts behind the gauges, made by order host `shard` = (index, count) every
-    `metrics_count_seconds` rather than per request: its courier shard's callbacks waiting and
-    dead, and (host 0 alone) the negotiations not resolved. One grouped query each."""
+    """The counts behind the gauges, made by order host `index` every `metrics_count_seconds`
+    rather than per request: the callbacks waiting and dead in the courier shards it serves
+    (`shards`, asked each time: its partitions), and (host 0 alone) the negotiations not
+    resolved. One grouped query each."""
 
-    def __init__(self, work: WorkRepository, *, shard: tuple[int, int]) -> None:
+    def __init__(
+        self, work: WorkRepository, *, shards: Callable[[], Collection[int] | None], index: int
+    ) -> None:
         self._work = work
-        self._shard = shard
-        self._label = str(shard[0])
+        self._shards = shards
+        self._index = index
+        self._label = str(index)
 
     async def count(self) -> None:
-        waiting, dead = await self._work.count_callbacks(shard=self._shard)
+        waiting, dead = await self._work.count_callbacks(shards=self._shards())
         _backlog.set(waiting, self._label)
         _dead.set(dead, self._label)
-        if self._shard[0] == 0:
+        if self._index == 0:
             for (kind, status), n in (await self._work.count_unresolved_negotiations()).items():
                 _negotiations.set(n, kind, status)
 

@@ -14,7 +14,9 @@ import base64
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -33,10 +35,10 @@ from actors.interfaces import (
     OrderHostCalls,
     SupplierCalls,
 )
-from actors.routing import host_index
 from actors.runtime import every
 from domain.negotiation import NegotiationKind, PollingPolicy, Resolution
 from domain.order import ISSUED_STATUSES, IssuedTicket, Order, SupplierRefund
+from domain.partitions import Assignment, NotOwned, partition_of
 from domain.replies import (
     IDEMPOTENCY_CONFLICT,
     NOT_FOUND,
@@ -53,6 +55,7 @@ from persistence.catalog import CatalogRepository
 from persistence.db import make_engine
 from persistence.identity import IdentityVault
 from persistence.orders import OrderRepository
+from persistence.partitions import PartitionRepository
 from persistence.work import WorkRepository
 from suppliers.gateway import CallResult, IssueInfo, Outcome, RefundInfo
 
@@ -436,7 +439,8 @@ class OrderActor:
 
 class OrderHostCore:
     """Activations of order actors, created on demand and passivated when idle; the calls
-    of `OrderHostCalls` that concern one order go to its actor."""
+    of `OrderHostCalls` that concern one order go to its actor, if this host owns the
+    order's partition (else `NotOwned`, and nothing is done). `partitions` None: every one."""
 
     def __init__(
         self,
@@ -446,20 +450,68 @@ class OrderHostCore:
         lock_ttl: timedelta,
         idle_seconds: float,
         clock: Clock = utcnow,
-        shard: tuple[int, int] = (0, 1),
+        partitions: Collection[int] | None = None,
+        index: int = 0,
     ) -> None:
         self._repo = repo
         self._suppliers = suppliers
         self._lock_ttl = lock_ttl
         self._idle_seconds = idle_seconds
         self._clock = clock
-        self._shard = shard
+        self._index = index
+        self._partitions: frozenset[int] | None = (
+            None if partitions is None else frozenset(partitions)
+        )
+        self._leaving: frozenset[int] = frozenset()  # owned, being handed over: refused
+        self._in_flight: Counter[int] = Counter()  # calls inside, by partition
         self._actors: dict[str, OrderActor] = {}
         self._issues_asked = 0  # issue messages received since start (see the API's coalescing)
 
     def owns(self, order_id: str) -> bool:
-        index, count = self._shard
-        return host_index(order_id, count) == index
+        """Whether this host takes calls for the order now."""
+        if self._partitions is None:
+            return True
+        p = partition_of(order_id)
+        return p in self._partitions and p not in self._leaving
+
+    def serving(self) -> frozenset[int] | None:
+        """The partitions this host takes calls for (None: every one)."""
+        if self._partitions is None:
+            return None
+        return self._partitions - self._leaving
+
+    async def _missed(self) -> None:
+        """A call for a partition this host does not take: a host that learns its
+        assignment from elsewhere looks again before refusing it."""
+
+    @asynccontextmanager
+    async def _serving(self, order_id: str) -> AsyncIterator[None]:
+        """One call for `order_id`, counted in flight for its partition (a handover waits
+        for it); NotOwned if this host does not take the partition's calls."""
+        if not self.owns(order_id):
+            await self._missed()
+            if not self.owns(order_id):
+                raise NotOwned(order_id, self._index)
+        p = partition_of(order_id)
+        self._in_flight[p] += 1
+        try:
+            yield
+        finally:
+            self._in_flight[p] -= 1
+            if not self._in_flight[p]:
+                del self._in_flight[p]
+
+    def busy_in(self, partitions: Collection[int]) -> int:
+        """Calls in flight for orders of `partitions`."""
+        return sum(self._in_flight.get(p, 0) for p in partitions)
+
+    def forget(self, partitions: Collection[int]) -> int:
+        """Passivate every activation of an order of `partitions` (handed over); returns how
+        many."""
+        gone = [oid for oid in self._actors if partition_of(oid) in partitions]
+        for oid in gone:
+            del self._actors[oid]
+        return len(gone)
 
     def _activation(self, order_id: str, order: Order | None = None) -> OrderActor:
         return OrderActor(order_id, self._repo, self._suppliers, self._clock, self._lock_ttl, order)
@@ -483,38 +535,51 @@ class OrderHostCore:
         return len(self._actors)
 
     async def create(self, cmd: CreateOrder) -> OrderReply:
-        return await self.actor(cmd.order_id).create(cmd)
+        async with self._serving(cmd.order_id):
+            return await self.actor(cmd.order_id).create(cmd)
 
     async def issue(self, order_id: str, distributor_id: str) -> OrderReply:
-        self._issues_asked += 1
-        return await self.actor(order_id).issue(distributor_id)
+        async with self._serving(order_id):
+            self._issues_asked += 1
+            return await self.actor(order_id).issue(distributor_id)
 
     async def get(self, order_id: str, distributor_id: str | None) -> OrderReply:
-        return await self.actor(order_id).get(distributor_id)
+        async with self._serving(order_id):
+            return await self.actor(order_id).get(distributor_id)
 
     async def cancel(self, order_id: str, distributor_id: str | None) -> OrderReply:
-        return await self.actor(order_id).cancel(distributor_id)
+        async with self._serving(order_id):
+            return await self.actor(order_id).cancel(distributor_id)
 
     async def refund(self, order_id: str, distributor_id: str, reason: str) -> OrderReply:
-        return await self.actor(order_id).refund(distributor_id, reason)
+        async with self._serving(order_id):
+            return await self.actor(order_id).refund(distributor_id, reason)
 
     async def operator_resolve(
         self, order_id: str, action: str, tickets: tuple[IssuedTicket, ...], note: str
     ) -> OrderReply:
-        return await self.actor(order_id).operator_resolve(action, tickets, note)
+        async with self._serving(order_id):
+            return await self.actor(order_id).operator_resolve(action, tickets, note)
 
     async def negotiation_answer(
         self, order_id: str, kind: NegotiationKind, result: CallResult[Any]
     ) -> str:
-        return await self.actor(order_id).negotiation_answer(kind, result)
+        async with self._serving(order_id):
+            return await self.actor(order_id).negotiation_answer(kind, result)
 
     async def supplier_refunded(
         self, order_id: str, supplier_id: str, refunded_at: datetime
     ) -> EventResult:
-        return await self.actor(order_id).supplier_refunded(supplier_id, refunded_at)
+        async with self._serving(order_id):
+            return await self.actor(order_id).supplier_refunded(supplier_id, refunded_at)
 
     async def delivery_update(self, order_id: str, supplier_id: str, status: str) -> EventResult:
-        return await self.actor(order_id).delivery_update(supplier_id, status)
+        async with self._serving(order_id):
+            return await self.actor(order_id).delivery_update(supplier_id, status)
+
+    async def _swept(self, order_id: str, new_abandoned_before: datetime) -> str:
+        async with self._serving(order_id):
+            return await self.actor(order_id).sweep(new_abandoned_before)
 
     async def sweep(self, abandoned_after: timedelta) -> dict[str, str]:
         """One pass of the timers over this host's share of the orders."""
@@ -525,10 +590,12 @@ class OrderHostCore:
             if self.owns(i)
         ]
         results = await asyncio.gather(
-            *(self.actor(i).sweep(now - abandoned_after) for i in ids), return_exceptions=True
+            *(self._swept(i, now - abandoned_after) for i in ids), return_exceptions=True
         )
         out: dict[str, str] = {}
         for i, r in zip(ids, results, strict=True):
+            if isinstance(r, NotOwned):
+                continue  # handed over meanwhile: its new host's timers see to it
             if isinstance(r, BaseException):
                 log.warning("sweep of %s failed: %r", i, r)
                 out[i] = "error"
@@ -557,15 +624,28 @@ def _vault(key_b64: str) -> IdentityVault | None:
     return IdentityVault(base64.b64decode(key_b64)) if key_b64 else None
 
 
+# How often a host reads the assignment's version (and how soon it hands a partition over
+# once asked); how long a handover waits for the calls in flight before it lets go anyway
+# (each move is a compare-and-set on the order's version: a late one cannot apply twice).
+_ASSIGNMENT_POLL_S = 0.25
+_HANDOVER_DRAIN_S = 30.0
+_MISS_REREAD_S = 0.05  # a host that refuses a call re-reads the assignment at most this often
+
+
 class OrderHost(OrderHostCore):
-    """A Ray actor hosting many order actors (`OrderHostCalls`). Async: different orders run
-    concurrently; one order's messages are serialised by its own mailbox. On (re)start it
-    runs the timers and the callback courier for its share of the orders."""
+    """A Ray actor hosting many order actors (`OrderHostCalls`), for the partitions the
+    database's assignment gives it (`persistence.partitions`). Async: different orders run
+    concurrently; one order's messages are serialised by its own mailbox. It runs the timers
+    and the callback courier for the partitions it owns, and hands over those the assignment
+    moves: it refuses their new calls, waits for those in flight, passivates their orders
+    and then records the handover."""
 
     async def __init__(self, platform: PlatformConfig, index: int) -> None:  # type: ignore[misc]
         settings = platform.hosts
         engine = make_engine(platform.database_url, pool_size=settings.db_pool_size)
         directory = RaySupplierDirectory(CatalogRepository(engine), platform)
+        self._assignments = PartitionRepository(engine)
+        assignment = await self._assignments.ensure(platform.order_hosts)
         super().__init__(
             OrderRepository(
                 engine, tz=ZoneInfo(platform.timezone), vault=_vault(settings.identity_key_b64)
@@ -573,18 +653,23 @@ class OrderHost(OrderHostCore):
             directory,
             lock_ttl=timedelta(seconds=settings.lock_ttl_seconds),
             idle_seconds=settings.idle_seconds,
-            shard=(index, platform.order_hosts),
+            partitions=assignment.owned_by(index),
+            index=index,
         )
+        self._version = 0
+        self._read_at = 0.0
+        self._reading: asyncio.Task[None] | None = None
+        self._handing: set[int] = set()  # partitions whose handover is under way here
+        self._apply(assignment)
         self._abandoned_after = timedelta(seconds=settings.abandoned_lock_seconds)
         self._lanes = directory
         self._lane_idle_s = platform.suppliers.idle_seconds
-        self._courier = CallbackCourier(
-            WorkRepository(engine), settings, shard=(index, platform.order_hosts)
-        )
-        gauges = metrics.Gauges(WorkRepository(engine), shard=(index, platform.order_hosts))
+        self._courier = CallbackCourier(WorkRepository(engine), settings, shards=self.serving)
+        gauges = metrics.Gauges(WorkRepository(engine), shards=self.serving, index=index)
         loop = asyncio.get_running_loop()
         self._retention = timedelta(days=settings.attendee_retention_days)
         self._tasks = [
+            loop.create_task(every(_ASSIGNMENT_POLL_S, self._poll_assignment)),
             loop.create_task(every(max(1.0, settings.idle_seconds / 4), self._passivate)),
             loop.create_task(every(settings.sweep_seconds, self.sweep_now)),
             loop.create_task(every(settings.sweep_seconds / 2, self._courier.deliver_due)),
@@ -593,6 +678,67 @@ class OrderHost(OrderHostCore):
         if index == 0:  # one host deletes attendees past their retention, hourly
             self._tasks.append(loop.create_task(every(3600.0, self._purge_attendees)))
 
+    # -- the assignment ------------------------------------------------------------------
+    def _apply(self, assignment: Assignment) -> None:
+        if assignment.version < self._version:
+            return  # (an older read that finished late)
+        self._version = assignment.version
+        self._partitions = assignment.owned_by(self._index)
+        self._leaving = assignment.leaving(self._index)
+        starting = self._leaving - self._handing
+        if starting:
+            self._handing |= starting
+            asyncio.get_running_loop().create_task(self._hand_over(starting))
+
+    async def _read_assignment(self) -> None:
+        found = await self._assignments.read()
+        self._read_at = time.monotonic()
+        if found is not None:
+            self._apply(found)
+
+    async def _poll_assignment(self) -> None:
+        version = await self._assignments.version()
+        if version is not None and version != self._version:
+            await self._read_assignment()
+
+    async def _missed(self) -> None:
+        if time.monotonic() - self._read_at < _MISS_REREAD_S:
+            return
+        if self._reading is None or self._reading.done():
+            self._reading = asyncio.ensure_future(self._read_assignment())
+        await asyncio.shield(self._reading)
+
+    async def _hand_over(self, partitions: frozenset[int]) -> None:
+        """Let go of `partitions` (refused from now on, by `_apply`): wait for their calls
+        in flight, passivate their orders, record the handover."""
+        try:
+            deadline = time.monotonic() + _HANDOVER_DRAIN_S
+            while self.busy_in(partitions) and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            if self.busy_in(partitions):
+                log.warning(
+                    "handing over %d partitions with %d calls still in flight",
+                    len(partitions),
+                    self.busy_in(partitions),
+                )
+            self.forget(partitions)
+            while True:
+                try:
+                    await self._assignments.hand_off(self._index, partitions)
+                    break
+                except Exception:
+                    log.exception("recording a handover failed; trying again")
+                    await asyncio.sleep(1.0)
+            await self._read_assignment()
+        finally:
+            self._handing -= partitions
+
+    async def refresh_partitions(self) -> dict[str, int]:
+        """Read the assignment now (ops, after a change), and say what this host holds."""
+        await self._read_assignment()
+        return await self.stats()
+
+    # -- timers --------------------------------------------------------------------------
     async def _purge_attendees(self) -> None:
         while await self._repo.purge_attendees(self._clock() - self._retention):
             pass
@@ -608,7 +754,13 @@ class OrderHost(OrderHostCore):
         return await self._courier.deliver_due()
 
     async def stats(self) -> dict[str, int]:
-        return {"active_orders": self.active, "issues_asked": self._issues_asked}
+        return {
+            "active_orders": self.active,
+            "issues_asked": self._issues_asked,
+            "partitions": len(self._partitions or ()),
+            "leaving": len(self._leaving),
+            "assignment_version": self._version,
+        }
 
     async def rss_bytes(self) -> int:
         """This host process's resident set size (VmRSS), in bytes."""
@@ -626,6 +778,9 @@ class OrderHost(OrderHostCore):
 
     async def pid(self) -> int:
         return os.getpid()
+
+    async def node_id(self) -> str:
+        return str(ray.get_runtime_context().get_node_id())
 
 
 if TYPE_CHECKING:

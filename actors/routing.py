@@ -1,8 +1,10 @@
 """Where each actor of a platform lives: its name, and which one an order's calls go to.
 
-- Order hosts: `order_hosts` of them; an order belongs to host `stable_shard(order_id, n)`.
-  The order id is derived from the distributor and its own order id, so a create is routed
-  before the order exists.
+- Order hosts: an order belongs to one of 256 partitions (`domain.partitions`, a hash of
+  its id), and each partition to one order host, as the assignment in the database says
+  (`persistence.partitions`); ops change the number of hosts while orders flow. The order id
+  is derived from the distributor and its own order id, so a create is routed before the
+  order exists.
 - Supplier actors live in supplier hosts. A supplier with one replica (every supplier, until
   ops scale it) is hosted by pool host `stable_shard(supplier_id, pool_hosts)`, one of a few
   processes that host every such supplier, activated on use. A supplier scaled to n > 1
@@ -17,14 +19,19 @@ supplier's actor, `actors.directory`'s) work.
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
 
 import ray
 
 from actors.config import PlatformConfig
 from actors.interfaces import OrderHostCalls, SupplierActorCalls, SupplierHostCalls
-from actors.remote import ActorRole, bound, typed
+from actors.remote import ActorRole, ActorUnavailable, bound, typed
 from domain.ids import stable_shard
+from domain.partitions import Assignment, NotOwned
+from persistence.partitions import PartitionRepository
 
 
 def order_host_name(instance: str, index: int) -> str:
@@ -53,10 +60,6 @@ def settlement_actor_name(instance: str) -> str:
     return f"{instance}:settlement"
 
 
-def host_index(order_id: str, hosts: int) -> int:
-    return stable_shard(order_id, hosts)
-
-
 def supplier_replica(order_id: str, replicas: int) -> int:
     """The replica of a supplier's actor that serves an order (0 for calls of no order)."""
     return stable_shard(order_id, max(1, replicas)) if order_id else 0
@@ -68,28 +71,140 @@ def find_actor(platform: PlatformConfig, name: str) -> Any:
 
 
 class OrderHosts:
-    """Typed handles to a platform's order hosts, looked up once."""
+    """Routes each order's calls to the order host that owns its partition, as the
+    database's assignment says (`persistence.partitions`). The assignment's version is read
+    at most every `refresh_s` while calls flow (in the background: a call never waits for
+    it but the first), so a router learns a change within a second; a call refused by a host
+    that no longer owns the partition (`NotOwned`), or sent to a host that is not running
+    yet, is routed again on a fresh read, backing off, for up to `retry_s`, then fails as
+    the host being unavailable (the API's 503 order_host_unavailable)."""
 
-    def __init__(self, platform: PlatformConfig) -> None:
+    def __init__(
+        self,
+        platform: PlatformConfig,
+        partitions: PartitionRepository,
+        *,
+        refresh_s: float = 0.5,
+        retry_s: float = 10.0,
+    ) -> None:
         self._platform = platform
-        self._hosts: list[OrderHostCalls] | None = None
+        self._partitions = partitions
+        self._refresh_s = refresh_s
+        self._retry_s = retry_s
+        self._assignment: Assignment | None = None
+        self._checked_at = 0.0
+        self._refreshing: asyncio.Task[Assignment] | None = None
+        self._handles: dict[int, OrderHostCalls] = {}
+        self._actor_ids: dict[int, Any] = {}
+        self.rerouted = 0  # calls routed again (tests and benchmarks read it)
 
-    def all(self) -> list[OrderHostCalls]:
-        if self._hosts is None:
+    def host(self, index: int) -> OrderHostCalls:
+        """Order host `index`'s handle (ValueError if it is not running)."""
+        h = self._handles.get(index)
+        if h is None:
             p = self._platform
-            self._hosts = [
-                typed(
-                    find_actor(p, order_host_name(p.instance, i)),
-                    OrderHostCalls,
-                    ActorRole.ORDER_HOST,
-                )
-                for i in range(p.order_hosts)
-            ]
-        return self._hosts
+            raw = find_actor(p, order_host_name(p.instance, index))
+            self._actor_ids[index] = raw._actor_id
+            h = self._handles[index] = typed(raw, OrderHostCalls, ActorRole.ORDER_HOST)
+        return h
+
+    async def _gone(self, index: int, order_id: str) -> bool:
+        """Host `index` could not be reached: whether the call should be routed again (the
+        host was let go and started anew, or the order's partition has a new owner)."""
+        old = self._actor_ids.pop(index, None)
+        self._handles.pop(index, None)
+        try:
+            self.host(index)
+        except ValueError:
+            return True  # not running: a scale-down this router has not read, or starting
+        if self._actor_ids.get(index) != old:
+            return True
+        return (await self.assignment(fresh=True)).host_for(order_id) != index
+
+    async def _read(self) -> Assignment:
+        version = await self._partitions.version()
+        current = self._assignment
+        if current is None or version != current.version:
+            found = await self._partitions.read()
+            if found is None:
+                raise LookupError("the order hosts' assignment was never made")
+            current = self._assignment = found
+        self._checked_at = time.monotonic()
+        return current
+
+    def _refresh(self) -> asyncio.Task[Assignment]:
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.ensure_future(self._read())
+        return self._refreshing
+
+    async def assignment(self, *, fresh: bool = False) -> Assignment:
+        """The assignment as last read; read again first if `fresh` (or never read)."""
+        current = self._assignment
+        if fresh or current is None:
+            return await asyncio.shield(self._refresh())
+        if time.monotonic() - self._checked_at >= self._refresh_s:
+            self._refresh()  # in the background: this call goes by the last one
+        return current
+
+    async def hosts(self) -> dict[int, OrderHostCalls]:
+        """Every running host the assignment uses, by index."""
+        out: dict[int, OrderHostCalls] = {}
+        for i in sorted((await self.assignment(fresh=True)).hosts_in_use()):
+            try:
+                out[i] = self.host(i)
+            except ValueError:
+                continue
+        return out
 
     def for_order(self, order_id: str) -> OrderHostCalls:
-        hosts = self.all()
-        return hosts[host_index(order_id, len(hosts))]
+        """The order's calls, each sent to the host owning its partition at the time."""
+        return cast(OrderHostCalls, _Routed(self, order_id))
+
+    async def call(self, order_id: str, method: str, args: tuple[Any, ...]) -> Any:
+        deadline = time.monotonic() + self._retry_s
+        delay = 0.01
+        fresh = False
+        while True:
+            assignment = await self.assignment(fresh=fresh)
+            index = assignment.host_for(order_id)
+            try:
+                host = self.host(index)
+            except ValueError:
+                host = None  # started a moment from now (a scale-up), or not at all
+            if host is not None:
+                try:
+                    return await getattr(host, method)(*args)
+                except NotOwned:
+                    pass
+                except ActorUnavailable as exc:
+                    # (A call the host failed, or a host restarting in place: the caller's
+                    # to retry. Only a host replaced or no longer the owner is routed again.)
+                    if exc.cause is not None or not await self._gone(index, order_id):
+                        raise
+            if time.monotonic() + delay > deadline:
+                raise ActorUnavailable(ActorRole.ORDER_HOST, method, None)
+            self.rerouted += 1
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.2)
+            fresh = True
+
+
+class _Routed:
+    """One order's calls through the router (`OrderHostCalls`, the order id given)."""
+
+    def __init__(self, router: OrderHosts, order_id: str) -> None:
+        self._router = router
+        self._order_id = order_id
+
+    def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        router, order_id = self._router, self._order_id
+
+        def call(*args: Any) -> Awaitable[Any]:
+            return router.call(order_id, name, args)
+
+        return call
 
 
 def running_supplier_actor(

@@ -10,16 +10,21 @@ starts in its pool host on first use (`actors.directory`, `actors.supplier_actor
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
+
+import ray
 
 from actors.config import PlatformConfig
 from actors.directory import pool_host, supplier_actor
 from actors.interfaces import OrderHostCalls, SettlementCalls, SupplierActorCalls
 from actors.order_actor import OrderHostRemote
-from actors.remote import ActorRole, typed
+from actors.remote import ActorRole, ActorUnavailable, typed
 from actors.routing import (
+    find_actor,
     order_host_name,
     pooled,
     running_supplier_actor,
@@ -27,8 +32,10 @@ from actors.routing import (
 )
 from actors.runtime import named_actor
 from actors.settlement_actor import SettlementActorRemote
+from domain.partitions import Assignment
 from persistence.catalog import RETIRED, CatalogRepository, Supplier
 from persistence.db import make_engine
+from persistence.partitions import PartitionRepository
 
 # How long a retiring supplier replica keeps answering: twice the routers' 1 s routing cache.
 RETIRE_GRACE_S = 2.5
@@ -36,7 +43,8 @@ RETIRE_GRACE_S = 2.5
 _retiring: set[asyncio.Task[Any]] = set()  # retire calls in flight (kept from the collector)
 
 
-def start_order_hosts(platform: PlatformConfig) -> list[OrderHostCalls]:
+def start_order_hosts(platform: PlatformConfig, indices: Iterable[int]) -> list[OrderHostCalls]:
+    """Start (or find) order hosts `indices`."""
     return [
         typed(
             named_actor(
@@ -48,8 +56,87 @@ def start_order_hosts(platform: PlatformConfig) -> list[OrderHostCalls]:
             OrderHostCalls,
             ActorRole.ORDER_HOST,
         )
-        for i in range(platform.order_hosts)
+        for i in indices
     ]
+
+
+def _hosts_needed(assignment: Assignment) -> list[int]:
+    return sorted(assignment.hosts_in_use() | set(range(assignment.hosts)))
+
+
+def _let_go_surplus_hosts(platform: PlatformConfig, assignment: Assignment) -> list[int]:
+    """Stop the order hosts past the number asked for that own no partition (once a scale-
+    down's handovers are done, or left over from a run that stopped before); returns them."""
+    needed = set(_hosts_needed(assignment))
+    gone = []
+    prefix = order_host_name(platform.instance, 0)[:-1]
+    for entry in ray.util.list_named_actors(all_namespaces=True):
+        name = entry["name"]
+        if entry["namespace"] != platform.namespace or not name.startswith(prefix):
+            continue
+        index = int(name[len(prefix) :])
+        if index not in needed:
+            ray.kill(find_actor(platform, name), no_restart=True)
+            gone.append(index)
+    return sorted(gone)
+
+
+async def scale_order_hosts(
+    platform: PlatformConfig, hosts: int, *, timeout_s: float = 60.0
+) -> tuple[Assignment, list[int]]:
+    """Change the number of order hosts while orders flow: start the new hosts, plan the
+    partitions' moves (ScalingInProgress while an earlier change is not carried out), tell
+    every host (each hands over what it must, by itself: `OrderHost._hand_over`), wait up to
+    `timeout_s` for the handovers, then stop the hosts no longer needed. Returns the
+    assignment (settled, unless the wait ran out: the handovers go on) and the hosts
+    stopped."""
+    engine = make_engine(platform.database_url, pool_size=1)
+    try:
+        repo = PartitionRepository(engine)
+        await repo.ensure(platform.order_hosts)
+        started = start_order_hosts(platform, range(hosts))
+        await asyncio.gather(*(h.ping() for h in started))
+        planned = await repo.plan(hosts)
+        every_host = start_order_hosts(platform, _hosts_needed(planned))
+        await asyncio.gather(*(h.refresh_partitions() for h in every_host))
+        deadline = time.monotonic() + timeout_s
+        current = planned
+        while not current.settled and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            found = await repo.read()
+            assert found is not None
+            current = found
+        if not current.settled:
+            return current, []
+        # Every host has read the settled assignment before any is stopped (a router that
+        # has not yet is routed again by the host it asks).
+        await asyncio.gather(
+            *(h.refresh_partitions() for h in start_order_hosts(platform, range(hosts)))
+        )
+        return current, _let_go_surplus_hosts(platform, current)
+    finally:
+        await engine.dispose()
+
+
+async def order_host_report(platform: PlatformConfig) -> tuple[Assignment, dict[int, Any]]:
+    """The assignment, and what each running host it uses says it holds (`stats`)."""
+    engine = make_engine(platform.database_url, pool_size=1)
+    try:
+        assignment = await PartitionRepository(engine).ensure(platform.order_hosts)
+    finally:
+        await engine.dispose()
+    stats: dict[int, Any] = {}
+    for i in _hosts_needed(assignment):
+        try:
+            host = typed(
+                find_actor(platform, order_host_name(platform.instance, i)),
+                OrderHostCalls,
+                ActorRole.ORDER_HOST,
+            )
+            stats[i] = await host.stats()
+        except (ValueError, ActorUnavailable):
+            stats[i] = None
+    return assignment, stats
 
 
 def settlement_actor(platform: PlatformConfig) -> SettlementCalls:
@@ -67,12 +154,15 @@ async def start_platform_actors(platform: PlatformConfig) -> list[OrderHostCalls
     """Start (or find) the order hosts, the supplier pool's hosts, the dedicated hosts of
     every supplier scaled past one replica and the settlement actor, and wait until each
     answers. Pooled suppliers' actors start on use (their hosts resume any work left)."""
-    hosts = start_order_hosts(platform)
     engine = make_engine(platform.database_url, pool_size=1)
     try:
+        # The order hosts the database's assignment uses (made over `order_hosts` hosts
+        # on the first start; ops change it: `scale_order_hosts`).
+        assignment = await PartitionRepository(engine).ensure(platform.order_hosts)
         suppliers = await CatalogRepository(engine).list_suppliers()
     finally:
         await engine.dispose()
+    hosts = start_order_hosts(platform, _hosts_needed(assignment))
     await asyncio.gather(
         *(h.ping() for h in hosts),
         *(pool_host(platform, i).host_pid() for i in range(platform.suppliers.pool_hosts)),

@@ -55,6 +55,7 @@ from domain.identity import Attendee
 from domain.negotiation import PollingPolicy
 from persistence.catalog import RETIRED, CatalogRepository, Supplier, SupplierPlacement
 from persistence.db import make_engine
+from persistence.partitions import PartitionRepository
 from persistence.secretbox import SecretBox
 from persistence.work import Negotiation, PendingRelease, WorkRepository
 from suppliers.gateway import (
@@ -145,7 +146,7 @@ class SupplierHost:
         engine = make_engine(config.platform.database_url, pool_size=settings.db_pool_size)
         self._catalog = CatalogRepository(engine)
         self._work = WorkRepository(engine)
-        self._router = OrderHosts(config.platform)
+        self._router = OrderHosts(config.platform, PartitionRepository(engine))
         self._actors: dict[str, SupplierActor] = {}
         self._activating: dict[str, asyncio.Task[SupplierActor]] = {}
         self._known: dict[str, SupplierPlacement] = {}  # pool: the placements last read
@@ -475,6 +476,12 @@ class SupplierHost:
         await self._lanes_told(actor)
         return state
 
+    async def _tell_hosts(self, supplier_id: str) -> list[Any]:
+        hosts = await self._router.hosts()
+        return await asyncio.gather(
+            *(h.suspect_supplier(supplier_id) for h in hosts.values()), return_exceptions=True
+        )
+
     async def _lanes_told(self, actor: SupplierActor) -> None:
         """The first lock failure since the supplier's last success sends every order host's
         lane of it through this actor, so that its breaker counts every lock from then on
@@ -485,13 +492,7 @@ class SupplierHost:
         if failing and not actor.lanes_suspect:
             actor.lanes_suspect = True
             try:
-                told = await asyncio.wait_for(
-                    asyncio.gather(
-                        *(h.suspect_supplier(actor.supplier_id) for h in self._router.all()),
-                        return_exceptions=True,
-                    ),
-                    2.0,
-                )
+                told = await asyncio.wait_for(self._tell_hosts(actor.supplier_id), 2.0)
                 missed = [r for r in told if isinstance(r, BaseException)]
             except Exception as exc:  # (no host list, or past the 2 s)
                 missed = [exc]

@@ -352,3 +352,23 @@ statements = Table(
     Column("digest", String(64), nullable=False),
     Column("closed_at", UtcDateTime, nullable=False),
 )
+
+# Which order host owns each of the orders' partitions (domain.partitions); `moving_to` names
+# the host a partition is being handed to, until its owner has handed it over.
+order_partitions = Table(
+    "order_partitions",
+    metadata,
+    Column("partition", Integer, primary_key=True, autoincrement=False),
+    Column("host", Integer, nullable=False),
+    Column("moving_to", Integer, nullable=True),
+)
+
+# One row: how many order hosts ops asked for, and the assignment's version (bumped by every
+# change, so routers notice one with a one-row read).
+order_host_plan = Table(
+    "order_host_plan",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("hosts", Integer, nullable=False),
+    Column("version", BigInteger, nullable=False),
+)

@@ -5,7 +5,7 @@ these."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -383,18 +383,19 @@ class WorkRepository:
         self,
         now: datetime,
         *,
-        shard: tuple[int, int] = (0, 1),
+        shards: Collection[int] | None = None,
         per_distributor: int = 20,
         limit: int = 500,
         excluding: Sequence[str] = (),
     ) -> list[OutboxMessage]:
-        """The messages due for courier `shard` = (index, count): those whose row's shard is
-        index modulo count, ordered by due time. An order's messages come oldest first, and
-        only while all of them before are due (a message backing off holds back the order's
-        later ones). Each distributor gets at most `per_distributor` orders' messages (rows
-        without a distributor count as one), so a backlog of one cannot fill the round. The
-        orders in `excluding` (being delivered now) are left out before the limit."""
-        index, count = shard
+        """The messages due in courier `shards` (None: all), ordered by due time. An order's
+        messages come oldest first, and only while all of them before are due (a message
+        backing off holds back the order's later ones). Each distributor gets at most
+        `per_distributor` orders' messages (rows without a distributor count as one), so a
+        backlog of one cannot fill the round. The orders in `excluding` (being delivered now)
+        are left out before the limit."""
+        if shards is not None and not shards:
+            return []
         c = outbox.c
         earlier = outbox.alias("earlier")
         # Only due rows are read (the shard's index: status, shard, due time), so a backlog
@@ -418,8 +419,8 @@ class WorkRepository:
         )
         if excluding:
             pending = pending.where(c.order_id.not_in(list(excluding)))
-        if count > 1:
-            pending = pending.where(c.shard % count == index)
+        if shards is not None:
+            pending = pending.where(c.shard.in_(sorted(shards)))
         p = pending.subquery()
         ranked = select(
             p,
@@ -474,14 +475,15 @@ class WorkRepository:
         async with self._engine.begin() as conn:
             await conn.execute(update(outbox).where(*_current_attempt(message)).values(**values))
 
-    async def count_callbacks(self, *, shard: tuple[int, int] = (0, 1)) -> tuple[int, int]:
-        """(waiting, dead): the messages of courier `shard` not delivered yet, and those given
-        up on (for the metrics: one grouped count over the status index)."""
-        index, count = shard
+    async def count_callbacks(self, *, shards: Collection[int] | None = None) -> tuple[int, int]:
+        """(waiting, dead): the messages of courier `shards` (None: all) not delivered yet,
+        and those given up on (for the metrics: one grouped count over the status index)."""
+        if shards is not None and not shards:
+            return 0, 0
         c = outbox.c
         q = select(c.status, func.count()).where(c.status.in_((_PENDING, _DEAD)))
-        if count > 1:
-            q = q.where(c.shard % count == index)
+        if shards is not None:
+            q = q.where(c.shard.in_(sorted(shards)))
         async with self._engine.connect() as conn:
             found = {status: int(n) for status, n in (await conn.execute(q.group_by(c.status)))}
         return found.get(_PENDING, 0), found.get(_DEAD, 0)

@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from pydantic import Field, ValidationError, WithJsonSchema
 
-from actors.startup import placement, retire_supplier, scale_supplier
+from actors.startup import (
+    order_host_report,
+    placement,
+    retire_supplier,
+    scale_order_hosts,
+    scale_supplier,
+)
 from domain.grants import GrantScope
 from domain.order import IssuedTicket
+from domain.partitions import MAX_ORDER_HOSTS, PARTITIONS, Assignment
 from domain.status import OrderStatus
 from persistence.accounts import DISTRIBUTOR
 from persistence.catalog import RETIRED
+from persistence.partitions import ScalingInProgress
 from serve_app.contract import ADMIN, operation
 from serve_app.deps import AdminCaller, ours, read_body, state_of
 from serve_app.errors import ApiError, describe_validation, error_response
@@ -29,6 +38,7 @@ from serve_app.models import (
     KeyRevoked,
     NewKey,
     Order,
+    OrderHostsView,
     PollingSet,
     Scaled,
     SupplierDetail,
@@ -373,6 +383,77 @@ async def retire(supplier_id: str, request: Request, _caller: AdminCaller) -> JS
     state.catalog.invalidate()
     state.forget_supplier(supplier_id)
     return JSONResponse(_supplier_view(supplier))
+
+
+# -- order hosts ----------------------------------------------------------------------------
+
+
+class OrderHostsBody(Body):
+    hosts: int = Field(ge=1, le=MAX_ORDER_HOSTS)
+
+
+def _order_hosts_view(
+    assignment: Assignment, stats: dict[int, Any], stopped: list[int]
+) -> dict[str, Any]:
+    counts = assignment.counts()
+    leaving = Counter(assignment.owners[p] for p in assignment.moving_to)
+    rows = []
+    for host in sorted(set(counts) | set(stats)):
+        held = stats.get(host)
+        rows.append(
+            {
+                "host": host,
+                "partitions": counts.get(host, 0),
+                "moving_out": leaving.get(host, 0),
+                "held": None if held is None else held["partitions"],
+                "active_orders": None if held is None else held["active_orders"],
+            }
+        )
+    return {
+        "hosts": assignment.hosts,
+        "partitions": PARTITIONS,
+        "version": assignment.version,
+        "settled": assignment.settled,
+        "moving": len(assignment.moving_to),
+        "assignment": rows,
+        "stopped": stopped,
+    }
+
+
+@router.get(
+    "/order-hosts",
+    **operation(ADMIN, ok={200: (OrderHostsView, "the order hosts and their partitions")}),
+)
+async def get_order_hosts(request: Request, _caller: AdminCaller) -> JSONResponse:
+    state = state_of(request)
+    assignment, stats = await order_host_report(state.platform)
+    return JSONResponse(_order_hosts_view(assignment, stats, []))
+
+
+@router.put(
+    "/order-hosts",
+    **operation(
+        ADMIN,
+        body=OrderHostsBody,
+        ok={
+            200: (OrderHostsView, "the partitions are handed over; the new count serves"),
+            202: (OrderHostsView, "the handovers are still under way (read it again)"),
+        },
+        errors={409: ("scaling_in_progress",)},
+    ),
+)
+async def set_order_hosts(request: Request, _caller: AdminCaller) -> JSONResponse:
+    """Change the number of order hosts while orders flow: the partitions that move are
+    handed over one host to the other (docs/design.md, "Order hosts that scale")."""
+    state = state_of(request)
+    body = await read_body(request, OrderHostsBody)
+    try:
+        assignment, stopped = await scale_order_hosts(state.platform, body.hosts)
+    except ScalingInProgress as exc:
+        raise ApiError(409, "scaling_in_progress", str(exc)) from exc
+    _, stats = await order_host_report(state.platform)
+    view = _order_hosts_view(assignment, stats, stopped)
+    return JSONResponse(view, status_code=200 if assignment.settled else 202)
 
 
 # -- distributors, keys, grants -------------------------------------------------------------

@@ -61,6 +61,7 @@ MEANING: dict[str, str] = {
     "lock_expired": "issue came after lock_expires_at; the order is CANCELED",
     "period_not_over": "the period's day has not ended",
     "supplier_retired": "the supplier is retired",
+    "scaling_in_progress": "an earlier change of the order hosts is still being carried out",
     "invalid_request": "a malformed body, query parameter, path, cursor or period",
     "payload_too_large": "the body is larger than the limit; it was not read",
     "rate_limited": "over the rate limit; Retry-After says how many seconds to wait",

@@ -364,6 +364,26 @@ class Scaled(Model):
     leaves_pool: bool = Field(description="the supplier moved from the pool to dedicated hosts")
 
 
+class OrderHostLoad(Model):
+    host: int
+    partitions: int = Field(description="partitions the assignment gives this host")
+    moving_out: int = Field(description="of those, being handed to another host now")
+    held: int | None = Field(
+        description="partitions the running host says it owns (null: not running)"
+    )
+    active_orders: int | None = Field(description="orders active in the host now")
+
+
+class OrderHostsView(Model):
+    hosts: int = Field(description="order hosts asked for")
+    partitions: int = Field(description="partitions of the orders (fixed)")
+    version: int = Field(description="the assignment's version; every change bumps it")
+    settled: bool = Field(description="no partition is being handed over")
+    moving: int = Field(description="partitions being handed over")
+    assignment: list[OrderHostLoad]
+    stopped: list[int] = Field(default=[], description="hosts stopped by this change")
+
+
 # -- distributors, keys, grants --------------------------------------------------------------
 
 

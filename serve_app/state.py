@@ -19,6 +19,7 @@ from persistence.db import make_engine
 from persistence.identity import IdentityVault, identity_key
 from persistence.nonces import DbNonceStore
 from persistence.orders import OrderRepository
+from persistence.partitions import PartitionRepository
 from persistence.redis_store import (
     LocalRateLimiter,
     LocalStockCache,
@@ -41,7 +42,6 @@ class PlatformState:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.platform = platform_config(settings)
-        self.hosts = OrderHosts(self.platform)
         self._settlement: SettlementCalls | None = None
         # Replica 0 of each supplier's actor, found once: it is never retired, and Ray
         # restarts it under the same handle (suppliers are never deleted).
@@ -49,6 +49,8 @@ class PlatformState:
         self._supplier_actors: dict[str, tuple[float | None, SupplierActorCalls]] = {}
         self.tz = ZoneInfo(settings.timezone)
         self.engine = make_engine(settings.resolved_database_url(), pool_size=settings.db_pool_size)
+        self.partitions = PartitionRepository(self.engine)
+        self.hosts = OrderHosts(self.platform, self.partitions)
         self.accounts = CachingAccountRepository(
             self.engine,
             SecretBox(settings.resolved_master_key()),

@@ -174,6 +174,16 @@ def cmd_supplier_scale(args: argparse.Namespace) -> int:
     return _admin_call(args, "PUT", path, {"replicas": args.replicas})
 
 
+def cmd_hosts_scale(args: argparse.Namespace) -> int:
+    """Change the number of order hosts while orders flow, through the admin API."""
+    return _admin_call(args, "PUT", "/admin/v1/order-hosts", {"hosts": args.hosts})
+
+
+def cmd_hosts_show(args: argparse.Namespace) -> int:
+    """The order hosts and the partitions each owns, through the admin API."""
+    return _admin_call(args, "GET", "/admin/v1/order-hosts")
+
+
 def cmd_supplier_retire(args: argparse.Namespace) -> int:
     """Retire a supplier (nothing more is sold; its orders and history stay)."""
     return _admin_call(args, "POST", f"/admin/v1/suppliers/{args.supplier_id}/retire")
@@ -434,6 +444,18 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--key-id")
     call.add_argument("--secret")
     call.set_defaults(func=cmd_call)
+
+    hosts = sub.add_parser("hosts", help="operate order hosts")
+    hosts_sub = hosts.add_subparsers(dest="hosts_command", required=True)
+    hscale = hosts_sub.add_parser("scale", help="set the number of order hosts")
+    hscale.add_argument("hosts", type=int)
+    hscale.set_defaults(func=cmd_hosts_scale)
+    hshow = hosts_sub.add_parser("show", help="the order hosts and their partitions")
+    hshow.set_defaults(func=cmd_hosts_show)
+    for p in (hscale, hshow):
+        p.add_argument("--url", help="API base URL (default $SHOWDIST_URL or :8000)")
+        p.add_argument("--key-id", help="admin key id (default $SHOWDIST_ADMIN_KEY_ID)")
+        p.add_argument("--secret", help="admin secret (default $SHOWDIST_ADMIN_SECRET)")
 
     sup = sub.add_parser("supplier", help="operate suppliers")
     sup_sub = sup.add_subparsers(dest="supplier_command", required=True)

@@ -25,6 +25,7 @@ from domain.ids import order_id_for
 from domain.order import DeliveryMethod, request_fingerprint
 from persistence.catalog import CatalogRepository
 from persistence.db import make_engine
+from persistence.partitions import PartitionRepository
 from showdist.client import AsyncSignedClient
 from showdist.demo import seed_demo
 from showdist.platform import RunningPlatform, start_platform, stop_platform
@@ -103,7 +104,12 @@ async def test_a_supplier_actor_started_by_a_first_lock_has_the_configured_setti
         callback_url=None,
         request_hash=request_fingerprint({"demo": 1}),
     )
-    reply = await OrderHosts(demo_platform.config).for_order(cmd.order_id).create(cmd)
+    engine = make_engine(demo_platform.config.database_url, pool_size=1)
+    try:
+        router = OrderHosts(demo_platform.config, PartitionRepository(engine))
+        reply = await router.for_order(cmd.order_id).create(cmd)
+    finally:
+        await engine.dispose()
     assert reply.order is not None, reply
     assert reply.order.status == "LOCKED", reply
 

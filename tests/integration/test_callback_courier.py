@@ -34,6 +34,7 @@ from actors.callbacks import CallbackCourier
 from actors.config import OrderHostSettings
 from domain.callbacks import courier_shard
 from domain.order import IssuedTicket, Order
+from domain.partitions import PARTITIONS
 from domain.signing import ed25519_public_key_b64
 from persistence.orders import OrderRepository
 from persistence.tables import outbox
@@ -466,7 +467,7 @@ async def test_two_couriers_with_two_shards_deliver_disjoint_sets(
     }
     assert len({r["shard"] % 2 for r in stored}) == 2  # both shards have work
     work = WorkRepository(engine)
-    couriers = [CallbackCourier(work, settings(), shard=(i, 2)) for i in (0, 1)]
+    couriers = [CallbackCourier(work, settings(), shards=_half(i)) for i in (0, 1)]
     got: list[set[str]] = []
     try:
         for c in couriers:
@@ -527,7 +528,7 @@ async def test_two_couriers_of_one_shard_at_once_send_each_message_once(
     for o in placed[:10]:
         await orders.fixed(o)  # two more messages each: LOCKED, FIXING, FIXED
     work = WorkRepository(engine)
-    couriers = [CallbackCourier(work, settings(), shard=(0, 1)) for _ in range(3)]
+    couriers = [CallbackCourier(work, settings()) for _ in range(3)]
     try:
         for _ in range(4):
             await asyncio.gather(*(one_round(c) for c in couriers))
@@ -539,3 +540,9 @@ async def test_two_couriers_of_one_shard_at_once_send_each_message_once(
     for o in placed[:10]:
         assert [s for oid, s in sent if oid == o.id] == ["LOCKED", "FIXING", "FIXED"]
     assert {r["status"] for r in await rows(engine)} == {"delivered"}
+
+
+def _half(i: int) -> Callable[[], frozenset[int]]:
+    """Courier shards of one of two order hosts (half the partitions each)."""
+    shards = frozenset(p for p in range(PARTITIONS) if p % 2 == i)
+    return lambda: shards
