@@ -711,8 +711,9 @@ class OrderHost(OrderHostCore):
     async def _hand_over(self, partitions: frozenset[int]) -> None:
         """Let go of `partitions` (refused from now on, by `_apply`): wait for their calls
         in flight, passivate their orders, record the handover."""
+        began = time.monotonic()
         try:
-            deadline = time.monotonic() + _HANDOVER_DRAIN_S
+            deadline = began + _HANDOVER_DRAIN_S
             while self.busy_in(partitions) and time.monotonic() < deadline:
                 await asyncio.sleep(0.01)
             if self.busy_in(partitions):
@@ -721,7 +722,8 @@ class OrderHost(OrderHostCore):
                     len(partitions),
                     self.busy_in(partitions),
                 )
-            self.forget(partitions)
+            drained = time.monotonic() - began
+            passivated = self.forget(partitions)
             while True:
                 try:
                     await self._assignments.hand_off(self._index, partitions)
@@ -730,6 +732,15 @@ class OrderHost(OrderHostCore):
                     log.exception("recording a handover failed; trying again")
                     await asyncio.sleep(1.0)
             await self._read_assignment()
+            log.info(
+                "order host %d handed over %d partitions (%d orders passivated): drained in"
+                " %.3f s, done in %.3f s",
+                self._index,
+                len(partitions),
+                passivated,
+                drained,
+                time.monotonic() - began,
+            )
         finally:
             self._handing -= partitions
 

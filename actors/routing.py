@@ -20,6 +20,7 @@ supplier's actor, `actors.directory`'s) work.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
@@ -32,6 +33,8 @@ from actors.remote import ActorRole, ActorUnavailable, bound, typed
 from domain.ids import stable_shard
 from domain.partitions import Assignment, NotOwned
 from persistence.partitions import PartitionRepository
+
+log = logging.getLogger(__name__)
 
 
 def order_host_name(instance: str, index: int) -> str:
@@ -108,16 +111,18 @@ class OrderHosts:
             h = self._handles[index] = typed(raw, OrderHostCalls, ActorRole.ORDER_HOST)
         return h
 
-    async def _gone(self, index: int, order_id: str) -> bool:
-        """Host `index` could not be reached: whether the call should be routed again (the
-        host was let go and started anew, or the order's partition has a new owner)."""
-        old = self._actor_ids.pop(index, None)
-        self._handles.pop(index, None)
+    async def _gone(self, index: int, used: Any, order_id: str) -> bool:
+        """Host `index` (the actor `used`) could not be reached: whether the call should be
+        routed again (the host was let go and started anew, or the order's partition has a
+        new owner). Many calls may fail on one stale handle at once: the first replaces it."""
+        if self._actor_ids.get(index) == used:
+            self._actor_ids.pop(index, None)
+            self._handles.pop(index, None)
         try:
             self.host(index)
         except ValueError:
             return True  # not running: a scale-down this router has not read, or starting
-        if self._actor_ids.get(index) != old:
+        if self._actor_ids.get(index) != used:
             return True
         return (await self.assignment(fresh=True)).host_for(order_id) != index
 
@@ -171,6 +176,7 @@ class OrderHosts:
                 host = self.host(index)
             except ValueError:
                 host = None  # started a moment from now (a scale-up), or not at all
+            used = self._actor_ids.get(index)
             if host is not None:
                 try:
                     return await getattr(host, method)(*args)
@@ -179,9 +185,17 @@ class OrderHosts:
                 except ActorUnavailable as exc:
                     # (A call the host failed, or a host restarting in place: the caller's
                     # to retry. Only a host replaced or no longer the owner is routed again.)
-                    if exc.cause is not None or not await self._gone(index, order_id):
+                    if exc.cause is not None or not await self._gone(index, used, order_id):
                         raise
             if time.monotonic() + delay > deadline:
+                log.warning(
+                    "%s of %s: no host took it in %.1f s (last asked: host %d, version %d)",
+                    method,
+                    order_id,
+                    self._retry_s,
+                    index,
+                    assignment.version,
+                )
                 raise ActorUnavailable(ActorRole.ORDER_HOST, method, None)
             self.rerouted += 1
             await asyncio.sleep(delay)

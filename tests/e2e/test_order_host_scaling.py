@@ -28,6 +28,7 @@ LIFECYCLES = 2_000
 CONCURRENCY = 16
 STEPS = (4, 1, 3)  # from the platform's 2; then back to 2
 RETRIES = 20  # a distributor retrying 503s (the same idempotent request)
+UNAVAILABLE: list[tuple[float, str]] = []  # when each 503 came, and for what
 
 
 async def _retrying(
@@ -39,6 +40,7 @@ async def _retrying(
         if r.status_code != 503:
             return r
         assert r.json()["error"]["code"] == "order_host_unavailable", r.text
+        UNAVAILABLE.append((time.monotonic(), path))
         await asyncio.sleep(0.2)
     return r
 
@@ -72,6 +74,7 @@ async def _scale(admin: AsyncSignedClient, hosts: int) -> dict[str, Any]:
     assert r.status_code == 200, r.text  # every handover done within the call's bound
     view: dict[str, Any] = r.json()
     view["took_s"] = time.monotonic() - started
+    view["began"] = started
     return view
 
 
@@ -124,6 +127,7 @@ async def test_order_hosts_scale_2_4_1_3_while_2000_lifecycles_flow(
             _check_view(view, hosts)
             await _hosts_hold(platform, view)
             steps.append((hosts, len(done), view["took_s"], view["stopped"]))
+            print(f"step to {hosts}: began {view['began']:.2f}, took {view['took_s']:.2f}")
         await flowing
     finally:
         if not flowing.done():
@@ -143,6 +147,7 @@ async def test_order_hosts_scale_2_4_1_3_while_2000_lifecycles_flow(
         f"\n{LIFECYCLES} lifecycles at c={CONCURRENCY}; steps (hosts, lifecycles done,"
         f" seconds, hosts stopped): {steps}; answers {seen}"
     )
+    print("503s:", [(round(t, 2), p) for t, p in UNAVAILABLE])
     assert len(done) == len(set(done)) == LIFECYCLES
     assert steps[1][3] == [1, 2, 3]  # 4 -> 1 stopped three hosts
     # Every order FIXED (as the API reads it now) and issued once at the supplier.
