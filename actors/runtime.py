@@ -24,7 +24,9 @@ async def every(seconds: float, job: Callable[[], Awaitable[Any]]) -> None:
 def named_actor(actor_class: Any, name: str, namespace: str, *, max_concurrency: int) -> Any:
     """How every platform actor is started: by name, found instead when it already runs,
     detached (it outlives whoever started it), with no CPU reserved (they wait on I/O, many
-    to a core). Call ``.remote(...)`` on the result with the class's arguments."""
+    to a core), spread over the cluster's nodes (Ray's SPREAD strategy: losing a node loses
+    only its share of the actors, which Ray restarts on the others). Call ``.remote(...)`` on
+    the result with the class's arguments."""
     return actor_class.options(
         name=name,
         namespace=namespace,
@@ -32,4 +34,5 @@ def named_actor(actor_class: Any, name: str, namespace: str, *, max_concurrency:
         lifetime="detached",
         max_concurrency=max_concurrency,
         num_cpus=0,
+        scheduling_strategy="SPREAD",
     )

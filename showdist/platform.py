@@ -74,7 +74,10 @@ def start_platform(
     config = platform_config(settings)
     hosts = asyncio.run(start_platform_actors(config))
     if serve_api:
-        serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
+        serve.start(
+            proxy_location=settings.serve_proxy_location,
+            http_options={"host": settings.http_host, "port": settings.http_port},
+        )
         serve.run(
             api_deployment(settings).bind(settings),
             name=settings.instance,

@@ -12,6 +12,7 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -44,6 +45,11 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     serve_replicas: int = 1
+    serve_proxy_location: Literal["EveryNode", "HeadOnly"] = Field(
+        default="EveryNode",
+        description="where Serve runs its HTTP proxy: on every node (each node's own address,"
+        " as in production) or on the head only (several nodes on one machine share its ports)",
+    )
     serve_access_log: bool = Field(
         default=False,
         description="Serve's access log line per request (off: it cost the API replica a few "

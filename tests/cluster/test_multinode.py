@@ -1,0 +1,304 @@
+"""The platform on a real multi-node Ray cluster, losing a node while orders flow.
+
+A head and a worker node, each its own raylet (`tests/support/ray_cluster.py`), on this one
+machine; the platform started against them as `showdist up` starts it (a subprocess driver,
+with the test run's PostgreSQL and Redis and a sandbox supplier of its own, over HTTP). Its
+actors are spread over both nodes (Ray's state API says where each sits). Lifecycles (lock,
+then issue) flow through the signed API while the worker node is killed (its raylet and every
+process it started, SIGKILL): Ray restarts the lost actors on the head, and
+
+- every order started ends in a state the design allows (here: FIXED once retried, the
+  distributor retrying each 503 with the same request, as the contract says it may);
+- no order was issued twice at the supplier; each FIXED order has its two flows (receivable
+  and settlement) exactly once, and no other order has any;
+- the API answered nothing but 201/200 and 503 with the contract's codes meanwhile;
+- lifecycles succeed again within `RECOVERY_BOUND_S` of the node's loss (printed: the time
+  from the kill to the first lifecycle that started after it and ended FIXED).
+
+This test does not use the run's shared Ray session: the cluster is its own."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from persistence.db import make_engine
+from persistence.tables import flows
+from showdist.client import AsyncSignedClient
+from showdist.settings import Settings
+from suppliers.sandbox.process import SandboxAdmin, SandboxProcess
+from tests.support.ray_cluster import RayCluster
+from tests.support.services import PostgresServer, RedisServer, free_port
+from tests.support.world import World, seed_world, world_catalog
+
+pytestmark = pytest.mark.slow
+
+INSTANCE = "multinode"
+NAMESPACE = "showdist-multinode"
+CONCURRENCY = 8
+BEFORE_KILL_S = 8.0  # lifecycles flowing on both nodes before the worker node is lost
+AFTER_KILL_S = 45.0  # and after: long enough for Ray to notice and restart what it lost
+RECOVERY_BOUND_S = 40.0  # from the kill to the first lifecycle started after it ending FIXED
+START_BOUND_S = 240.0  # the platform up on the cluster (migrations, actors, Serve)
+ALLOWED_503 = {"order_host_unavailable", "supplier_unavailable", "settlement_unavailable"}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayCluster]:
+    workdir = tmp_path_factory.mktemp("cluster")
+    with RayCluster.start(workdir, worker_nodes=1, cpus_per_node=2) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def box_office() -> Iterator[SandboxProcess]:
+    with SandboxProcess.start() as sandbox:
+        yield sandbox
+
+
+@pytest.fixture(scope="module")
+def platform_settings(
+    tmp_path_factory: pytest.TempPathFactory, postgres: PostgresServer, redis_server: RedisServer
+) -> Settings:
+    return Settings(
+        data_dir=tmp_path_factory.mktemp("multinode-data"),
+        database_url=postgres.create_database("multinode"),
+        redis_url=redis_server.url,
+        rate_limit_per_s=1000,
+        http_port=free_port(),
+        instance=INSTANCE,
+        ray_namespace=NAMESPACE,
+        order_hosts=2,
+        supplier_hosts=2,
+        serve_proxy_location="HeadOnly",  # two nodes on one machine: one proxy port
+        sweep_seconds=0.5,
+        supplier_tick_seconds=0.2,
+    )
+
+
+def _env(settings: Settings, cluster: RayCluster) -> dict[str, str]:
+    """`showdist up`'s environment: the settings as SHOWDIST_* variables, and the cluster's."""
+    values = {
+        "SHOWDIST_DATA_DIR": str(settings.data_dir),
+        "SHOWDIST_DATABASE_URL": settings.database_url or "",
+        "SHOWDIST_REDIS_URL": settings.redis_url or "",
+        "SHOWDIST_RATE_LIMIT_PER_S": str(settings.rate_limit_per_s),
+        "SHOWDIST_HTTP_PORT": str(settings.http_port),
+        "SHOWDIST_INSTANCE": settings.instance,
+        "SHOWDIST_RAY_NAMESPACE": settings.ray_namespace,
+        "SHOWDIST_ORDER_HOSTS": str(settings.order_hosts),
+        "SHOWDIST_SUPPLIER_HOSTS": str(settings.supplier_hosts),
+        "SHOWDIST_SERVE_PROXY_LOCATION": settings.serve_proxy_location,
+        "SHOWDIST_SWEEP_SECONDS": str(settings.sweep_seconds),
+        "SHOWDIST_SUPPLIER_TICK_SECONDS": str(settings.supplier_tick_seconds),
+    }
+    return cluster.client_env({**os.environ, **values})
+
+
+@pytest.fixture(scope="module")
+def base_url(
+    cluster: RayCluster, box_office: SandboxProcess, platform_settings: Settings
+) -> Iterator[str]:
+    """The platform started on the cluster by `showdist up` (a driver subprocess)."""
+    SandboxAdmin(box_office.url).load_catalog(world_catalog())
+    log_path = platform_settings.data_dir / "showdist-up.log"
+    url = f"http://127.0.0.1:{platform_settings.http_port}"
+    with log_path.open("wb") as log:
+        up = subprocess.Popen(
+            [sys.executable, "-m", "showdist.cli", "up"],
+            env=_env(platform_settings, cluster),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + START_BOUND_S
+            while not _healthy(url):
+                if up.poll() is not None or time.monotonic() > deadline:
+                    tail = log_path.read_text(errors="replace")[-3000:]
+                    raise AssertionError(f"showdist up did not come up ({up.poll()}):\n{tail}")
+                time.sleep(0.5)
+            yield url
+        finally:
+            up.terminate()
+            try:
+                up.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                up.kill()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=2.0, trust_env=False).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture(scope="module")
+async def world(base_url: str, box_office: SandboxProcess, platform_settings: Settings) -> World:
+    # (`showdist up` made the keys in the data dir; the world is written to its database.)
+    return await seed_world(platform_settings, box_office.url, base_url)
+
+
+class Flow:
+    """The lifecycles the test starts, and every answer they got."""
+
+    def __init__(self) -> None:
+        self.answers: Counter[str] = Counter()
+        self.fixed: dict[str, tuple[float, float]] = {}  # order id -> (started, fixed at)
+        self.started: list[str] = []  # every order id a create was sent for
+
+    def note(self, r: httpx.Response) -> None:
+        if r.status_code == 503:
+            self.answers[f"503 {r.json()['error']['code']}"] += 1
+        else:
+            self.answers[str(r.status_code)] += 1
+
+
+async def _until_answered(
+    client: AsyncSignedClient, method: str, path: str, body: Any, flow: Flow, stop_at: float
+) -> httpx.Response | None:
+    """The same request until it is answered other than 503 (or the flow's end)."""
+    while True:
+        try:
+            r = await client.request(method, path, body)
+        except httpx.TransportError:
+            flow.answers["transport error"] += 1
+        else:
+            flow.note(r)
+            if r.status_code != 503:
+                return r
+        if time.monotonic() > stop_at:
+            return None
+        await asyncio.sleep(0.2)
+
+
+async def _flowing(world: World, flow: Flow, stop_at: float, settle_by: float) -> None:
+    run = uuid.uuid4().hex[:8]
+    counter = iter(range(10**9))
+    client = AsyncSignedClient(world.base_url, world.a.creds)
+    try:
+
+        async def worker() -> None:
+            while time.monotonic() < stop_at:
+                started = time.monotonic()
+                body = world.order_body(f"NODE-{run}-{next(counter)}")
+                flow.started.append(str(body["distributor_order_id"]))
+                r = await _until_answered(client, "POST", "/v1/orders", body, flow, settle_by)
+                if r is None:
+                    continue
+                assert r.status_code in (200, 201), r.text
+                oid = r.json()["id"]
+                r = await _until_answered(
+                    client, "POST", f"/v1/orders/{oid}/issue", None, flow, settle_by
+                )
+                if r is not None and r.status_code == 200 and r.json()["status"] == "FIXED":
+                    flow.fixed[oid] = (started, time.monotonic())
+
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    finally:
+        await client.aclose()
+
+
+async def test_a_node_lost_while_orders_flow_loses_no_order(
+    cluster: RayCluster, world: World, box_office: SandboxProcess, platform_settings: Settings
+) -> None:
+    head, worker = cluster.head, cluster.workers[0]
+    # Spread: order hosts, supplier hosts, the settlement actor and the API replica sit on
+    # both nodes.
+    placed = await asyncio.to_thread(cluster.actors_by_node, NAMESPACE)
+    ours = {n: [a for a in names if a.startswith(f"{INSTANCE}:")] for n, names in placed.items()}
+    hosts_on = {node for node, names in ours.items() for a in names if ":order-host:" in a}
+    print(f"\nplacement before the loss: {json.dumps(ours, indent=1)}")
+    assert hosts_on == {head.node_id, worker.node_id}, ours
+    lost = ours[worker.node_id]
+
+    flow = Flow()
+    began = time.monotonic()
+    kill_at = began + BEFORE_KILL_S
+    stop_at = kill_at + AFTER_KILL_S
+    flowing = asyncio.ensure_future(_flowing(world, flow, stop_at, stop_at + 60.0))
+    await asyncio.sleep(max(0.0, kill_at - time.monotonic()))
+    assert not flowing.done()
+    fixed_before = len(flow.fixed)
+    await asyncio.to_thread(cluster.kill_node, worker)
+    killed = time.monotonic()
+    await flowing
+
+    # Recovery: the first lifecycle started after the loss that ended FIXED.
+    after = sorted(done for started, done in flow.fixed.values() if started >= killed)
+    assert after, f"no lifecycle started after the loss ended FIXED: {flow.answers}"
+    recovered_s = after[0] - killed
+    print(
+        f"lifecycles FIXED: {fixed_before} before the loss, {len(flow.fixed)} in all;"
+        f" first lifecycle after the loss FIXED {recovered_s:.1f} s after it; answers:"
+        f" {dict(flow.answers)}; actors lost with the node: {lost}"
+    )
+    assert recovered_s <= RECOVERY_BOUND_S
+    assert fixed_before > 0
+    # Nothing but the contract's answers while actors moved.
+    for answer in flow.answers:
+        assert answer in ("200", "201", "transport error") or (
+            answer.startswith("503 ") and answer[4:] in ALLOWED_503
+        ), flow.answers
+    assert flow.answers["transport error"] == 0, flow.answers
+
+    # The actors lost are back, on the head (the worker node is gone).
+    placed_after = await asyncio.to_thread(cluster.actors_by_node, NAMESPACE)
+    assert worker.node_id not in placed_after
+    assert set(lost) <= set(placed_after.get(head.node_id, [])), placed_after
+
+    # Every order started ends in a state the design allows, issued at most once.
+    client = AsyncSignedClient(world.base_url, world.a.creds)
+    try:
+        listed: dict[str, str] = {}
+        cursor: str | None = None
+        while True:
+            q = "/v1/orders?limit=200" + (f"&cursor={cursor}" if cursor else "")
+            r = await client.request("GET", q)
+            assert r.status_code == 200, r.text
+            for o in r.json()["items"]:
+                listed[o["id"]] = o["status"]
+            cursor = r.json()["next_cursor"]
+            if not cursor:
+                break
+    finally:
+        await client.aclose()
+    calls = SandboxAdmin(box_office.url).order_calls()
+    at_rest = {"FIXED", "CANCELED", "LOCK_FAILED", "LOCKED"}
+    statuses = Counter(listed.values())
+    print(f"orders by status: {dict(statuses)}")
+    assert set(statuses) <= at_rest, statuses
+    assert set(flow.fixed) <= {o for o, s in listed.items() if s == "FIXED"}
+    assert all(calls.get(o, {}).get("issue", 0) <= 1 for o in listed), "issued twice"
+    assert all(calls[o]["issue"] == 1 for o, s in listed.items() if s == "FIXED")
+
+    # Flows: each FIXED order's receivable and settlement exactly once; none for others.
+    engine = make_engine(platform_settings.resolved_database_url(), pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(flows.c.order_id, flows.c.kind, func.count()).group_by(
+                        flows.c.order_id, flows.c.kind
+                    )
+                )
+            ).all()
+    finally:
+        await engine.dispose()
+    booked = {(o, k): n for o, k, n in rows}
+    fixed_ids = {o for o, s in listed.items() if s == "FIXED"}
+    assert {o for o, _k in booked} == fixed_ids
+    assert all(n == 1 for n in booked.values()), [k for k, n in booked.items() if n != 1]
+    assert all((o, k) in booked for o in fixed_ids for k in ("receivable", "settlement"))
