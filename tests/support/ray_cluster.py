@@ -13,7 +13,8 @@ What this harness found about Ray (2.60) on one machine:
 - The workers a raylet starts each get a process group of their own (`setpgid`), but stay in
   the node's session: `os.killpg` on the node would miss them, so a node's processes are
   those of its session, plus (should one ever leave it) every process whose environment
-  carries the node's marker (`NODE_MARKER_ENV`).
+  carries the node's marker (`NODE_MARKER_ENV`; the agents, which retitle themselves,
+  overwrite their /proc environ, but the workers keep it).
 - Ray allows a different `--temp-dir` per node, but puts AF_UNIX sockets under it
   (`<temp-dir>/session_<date>_<pid>/sockets/plasma_store`, at most 107 bytes): a pytest
   `tmp_path` is too long, so the temp dirs go under `workdir` only when they fit and under
@@ -24,6 +25,11 @@ What this harness found about Ray (2.60) on one machine:
   `RAY_AUTH_MODE` is unset, but `ray start --address` does not look at it (and a driver
   must present the cluster's token). So every node runs with `RAY_AUTH_MODE=token` and a
   fresh `RAY_AUTH_TOKEN` of this cluster's own, and so must every driver (`client_env`).
+- A raylet gives its agents 15 s (hard-coded) to start, then dies, while its `ray start`
+  waits on for 30 s more (ray-project/ray#65983); on two shared cores, with the head's
+  dashboard starting beside them, the agents sometimes take longer. So the nodes start one
+  at a time, each once the one before is alive, and a node whose logs say it will not come
+  up is started again on fresh ports (a port lost to a race fails the same way).
 - A `ray start` that gets SIGTERM first drains its node for up to 30 s; the nodes run with
   `RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S=0` so that `stop` is quick.
 """
@@ -43,8 +49,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -57,19 +63,21 @@ __all__ = [
     "RayCluster",
     "RayClusterError",
     "RayNode",
+    "still_running",
 ]
 
 HOST = "127.0.0.1"
 
-# The GCS's health checks of the raylets (Ray's defaults: every 3 s, 5 failures, 10 s
-# timeout, so about 15-25 s before a lost node is declared dead): with these a SIGKILLed
-# node is declared dead about `period * threshold` (3 s) after it went, while a raylet
-# has to miss three answers of a second each in a row to be declared dead by mistake.
+# The GCS's health checks of the raylets (Ray's defaults: every 3 s, 10 s timeout, dead
+# after 5 failures in a row: 15 s or more before a lost node is declared dead). A SIGKILLed
+# raylet refuses each check at once, so with these it is declared dead about `period *
+# threshold` (3 s) after it went, while a live one would have to miss six checks of two
+# seconds each in a row (15 s hung: this machine is shared, and a loaded one) to be.
 FAST_HEALTH_CHECK: Mapping[str, int] = {
     "health_check_initial_delay_ms": 1000,
-    "health_check_period_ms": 1000,
-    "health_check_timeout_ms": 1000,
-    "health_check_failure_threshold": 3,
+    "health_check_period_ms": 500,
+    "health_check_timeout_ms": 2000,
+    "health_check_failure_threshold": 6,
 }
 
 # Set in each node's environment (`<cluster id>:<node name>`); every process of the node
@@ -78,6 +86,7 @@ NODE_MARKER_ENV = "SHOWDIST_RAY_NODE"
 
 OBJECT_STORE_BYTES = 200 * 1000 * 1000
 START_TIMEOUT_S = 90.0
+NODE_ATTEMPTS = 3
 KILL_TIMEOUT_S = 15.0
 STOP_GRACE_S = 10.0
 
@@ -109,7 +118,10 @@ _HEAD_PORT_FLAGS = ("port", "dashboard-port", "ray-client-server-port")
 # "/session_YYYY-MM-DD_HH-MM-SS_ffffff_<pid>/sockets/plasma_store".
 _SOCKET_SUFFIX_LEN = len("/session_2026-12-02_05-48-13_862418_4194304/sockets/plasma_store")
 _AF_UNIX_MAX = 107
-_PORT_CLASH = re.compile(r"address already in use|failed to bind|port .* (?:in use|taken)", re.I)
+# What a node's Ray logs (*.err) say when it will not come up although `ray start` waits on.
+_STARTUP_FAILURE = re.compile(
+    r".*(?:address already in use|failed to bind|check failed|timed out waiting for file).*", re.I
+)
 
 
 class RayClusterError(RuntimeError):
@@ -132,7 +144,7 @@ class RayNode:
     ports: dict[str, int]
     marker: str
     node_id: str = ""
-    gone: bool = field(default=False)
+    gone: bool = False
 
     @property
     def session_id(self) -> int:
@@ -143,11 +155,31 @@ class RayNode:
         """The node's live processes (`ray start`, raylet, agents, workers, ...)."""
         return set() if self.gone else _node_pids(self.session_id, self.marker)
 
+    def startup_failure(self) -> str:
+        """Why the node will not come up, if its `ray start` exited or its Ray logs say so
+        (a raylet that cannot bind its port or times out on its agents dies, but `ray
+        start` waits on for half a minute)."""
+        if self.process.poll() is not None:
+            return f"`ray start` exited with {self.process.returncode}"
+        for logs in sorted(self.temp_dir.glob("session_*/logs"))[-1:]:
+            for path in sorted(logs.glob("*.err")):
+                with contextlib.suppress(OSError):
+                    if path.stat().st_size and (found := _STARTUP_FAILURE.search(path.read_text())):
+                        return f"{path.name}: {found.group(0).strip()[:300]}"
+        return ""
+
     def log_tail(self, limit: int = 4000) -> str:
-        """The end of the `ray start` output and of the node's raylet and GCS logs."""
+        """The end of the `ray start` output and of the node's main Ray logs."""
         parts = [f"--- {self.log_file}\n{_tail(self.log_file, limit)}"]
         for logs in sorted(self.temp_dir.glob("session_*/logs"))[-1:]:
-            for name in ("raylet.err", "raylet.out", "gcs_server.err", "dashboard.err"):
+            for name in (
+                "raylet.err",
+                "raylet.out",
+                "gcs_server.err",
+                "dashboard.err",
+                "dashboard_agent.log",
+                "runtime_env_agent.err",
+            ):
                 if (logs / name).exists():
                     parts.append(f"--- {logs / name}\n{_tail(logs / name, limit)}")
         return "\n".join(parts)
@@ -176,7 +208,7 @@ class RayCluster:
         environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.auth_token})
         environ.update(env)
         self._node_env = environ
-        self._system_config = json.dumps(dict(system_config))
+        self.system_config = dict(system_config)
         self.nodes: list[RayNode] = []
         self.address = ""
         self.dashboard_url = ""
@@ -197,30 +229,25 @@ class RayCluster:
         system_config: Mapping[str, object] | None = None,
         timeout: float = START_TIMEOUT_S,
     ) -> RayCluster:
-        """Start the head, then the worker nodes, and wait (at most `timeout` seconds) until
-        every node is alive; a node that does not come up raises with its logs' tails.
+        """Start the head, then the worker nodes one by one, each once the one before is
+        alive, all within `timeout` seconds. A node that fails to come up is started again
+        on fresh ports (`NODE_ATTEMPTS` times in all: on two cores a raylet may give up on
+        its agents' slow start, ray-project/ray#65983); then this raises with its logs.
 
         `env` is merged over each node's environment; `system_config` over
         `FAST_HEALTH_CHECK` for the head's `--system-config`."""
         began = time.monotonic()
         workdir.mkdir(parents=True, exist_ok=True)
         config = {**FAST_HEALTH_CHECK, **(system_config or {})}
-        for attempt in (1, 2):
-            cluster = cls(workdir, env=env or {}, system_config=config)
-            atexit.register(cluster.stop)
-            try:
-                cluster._start_nodes(worker_nodes, cpus_per_node, began + timeout)
-            except RayClusterError as error:
-                cluster.stop()
-                if attempt == 1 and _PORT_CLASH.search(str(error)):
-                    continue  # most likely lost a race for one of the free ports
-                raise
-            except BaseException:
-                cluster.stop()
-                raise
-            cluster.startup_seconds = time.monotonic() - began
-            return cluster
-        raise AssertionError("unreachable")
+        cluster = cls(workdir, env=env or {}, system_config=config)
+        atexit.register(cluster.stop)
+        try:
+            cluster._start_nodes(worker_nodes, cpus_per_node, time.monotonic() + timeout)
+        except BaseException:
+            cluster.stop()
+            raise
+        cluster.startup_seconds = time.monotonic() - began
+        return cluster
 
     def stop(self) -> None:
         """Stop every process of this cluster (and only those) and remove its temp dirs:
@@ -264,11 +291,24 @@ class RayCluster:
 
     @property
     def head(self) -> RayNode:
+        """The head node (GCS, dashboard, a raylet; resource `head_node`)."""
         return self.nodes[0]
 
     @property
     def workers(self) -> list[RayNode]:
+        """The worker nodes, in order (resources `worker_node` and `worker_node_<n>`)."""
         return self.nodes[1:]
+
+    @property
+    def node_death_seconds(self) -> float:
+        """About how long the GCS takes to declare a SIGKILLed node dead: its raylet fails
+        `health_check_failure_threshold` checks in a row, one per period."""
+        config = {**FAST_HEALTH_CHECK, **self.system_config}
+        period = config["health_check_period_ms"]
+        threshold = config["health_check_failure_threshold"]
+        assert isinstance(period, int)
+        assert isinstance(threshold, int)
+        return period * (threshold + 1) / 1000
 
     def kill_node(self, node: RayNode) -> None:
         """SIGKILL every process of `node` at once (its `ray start`, raylet, agents and the
@@ -323,59 +363,91 @@ class RayCluster:
     # -- internals -----------------------------------------------------------------------
 
     def _start_nodes(self, worker_nodes: int, cpus_per_node: int, deadline: float) -> None:
-        ports = iter(
-            _free_ports(len(_HEAD_PORT_FLAGS) + len(_NODE_PORT_FLAGS) * (1 + worker_nodes))
-        )
-        head_ports = {flag: next(ports) for flag in (*_HEAD_PORT_FLAGS, *_NODE_PORT_FLAGS)}
-        self.address = f"{HOST}:{head_ports['port']}"
-        self.dashboard_url = f"http://{HOST}:{head_ports['dashboard-port']}"
-        head = self._launch(
-            "head",
-            "head_node",
-            {"head_node": 1},
-            head_ports,
-            cpus_per_node,
-            [
+        def head_flags(ports: dict[str, int]) -> list[str]:
+            self.address = f"{HOST}:{ports['port']}"
+            self.dashboard_url = f"http://{HOST}:{ports['dashboard-port']}"
+            return [
                 "--head",
+                "--no-monitor",  # (the autoscaler: nothing to scale here)
                 "--include-dashboard=true",
                 f"--dashboard-host={HOST}",
-                f"--system-config={self._system_config}",
-            ],
+                f"--system-config={json.dumps(self.system_config)}",
+            ]
+
+        self._start_node(
+            "head",
+            {"head_node": 1},
+            (*_HEAD_PORT_FLAGS, *_NODE_PORT_FLAGS),
+            cpus_per_node,
+            head_flags,
+            deadline,
         )
-        # The worker nodes need the GCS; the dashboard they do not.
-        self._wait(lambda: _listening(head_ports["port"]), [head], deadline, "the GCS")
         for n in range(1, worker_nodes + 1):
-            own = f"worker_node_{n}"
-            self._launch(
+            self._start_node(
                 f"worker-{n}",
-                own,
-                {"worker_node": 1, own: 1},
-                {flag: next(ports) for flag in _NODE_PORT_FLAGS},
+                {"worker_node": 1, f"worker_node_{n}": 1},
+                _NODE_PORT_FLAGS,
                 cpus_per_node,
-                [f"--address={self.address}"],
+                lambda _: [f"--address={self.address}"],
+                deadline,
             )
-        self._wait(self._all_registered, self.nodes, deadline, "every node alive")
+
+    def _start_node(
+        self,
+        name: str,
+        resources: dict[str, int],
+        port_flags: tuple[str, ...],
+        cpus: int,
+        flags: Callable[[dict[str, int]], list[str]],
+        deadline: float,
+    ) -> RayNode:
+        """Start a node (its own resource is the last of `resources`) and wait until it is
+        alive; start it again on fresh ports if it fails to come up."""
+        failures: list[str] = []
+        for attempt in range(1, NODE_ATTEMPTS + 1):
+            ports = dict(zip(port_flags, _free_ports(len(port_flags)), strict=True))
+            node = self._launch(name, attempt, list(resources)[-1], resources, ports, cpus, flags)
+            failure = self._await(node, deadline)
+            if not failure:
+                return node
+            failures.append(f"attempt {attempt}: {failure}\n{node.log_tail()}")
+            self._kill(node)
+            self.nodes.remove(node)
+            if failure.startswith("not alive"):
+                break
+        raise RayClusterError(f"Ray node {name} did not come up:\n" + "\n".join(failures))
+
+    def _await(self, node: RayNode, deadline: float) -> str:
+        """Wait until `node` is alive (""), fails to come up, or `deadline` passes (why)."""
+        while not self._registered(node):
+            if failure := node.startup_failure():
+                return failure
+            if time.monotonic() > deadline:
+                return "not alive in time"
+            time.sleep(0.1)
+        return ""
 
     def _launch(
         self,
         name: str,
+        attempt: int,
         resource: str,
         resources: dict[str, int],
         ports: dict[str, int],
         cpus: int,
-        extra: list[str],
+        flags: Callable[[dict[str, int]], list[str]],
     ) -> RayNode:
-        temp_dir = self.temp_root / name
+        temp_dir = self.temp_root / f"{name}-{attempt}"
         temp_dir.mkdir(parents=True)
-        log_file = self.workdir / f"ray-{self.cluster_id}-{name}.log"
-        marker = f"{self.cluster_id}:{name}"
+        log_file = self.workdir / f"ray-{self.cluster_id}-{name}-{attempt}.log"
+        marker = f"{self.cluster_id}:{name}:{attempt}"
         argv = [
             sys.executable,
             "-m",
             "ray.scripts.scripts",
             "start",
             "--block",
-            *extra,
+            *flags(ports),
             f"--node-name={name}",
             f"--num-cpus={cpus}",
             f"--resources={json.dumps(resources)}",
@@ -384,6 +456,8 @@ class RayCluster:
             "--min-worker-port=0",  # (0: any free port; `ray start` would take 10002-19999)
             "--max-worker-port=0",
             "--disable-usage-stats",
+            # (it sends the workers' output to the drivers: the logs stay in the temp dir)
+            "--include-log-monitor=false",
             *(f"--{flag}={port}" for flag, port in ports.items()),
         ]
         with log_file.open("wb") as log:
@@ -400,34 +474,17 @@ class RayCluster:
         self.nodes.append(node)
         return node
 
-    def _all_registered(self) -> bool:
+    def _registered(self, node: RayNode) -> bool:
+        """Whether `node` is alive (its own resource says which it is); sets its id."""
         try:
             rows = self._list("nodes", state="ALIVE")
         except RayClusterError:
-            return False  # (the dashboard is not up yet)
-        by_resource = {
-            resource: row["node_id"] for row in rows for resource in row.get("resources_total", {})
-        }
-        if not all(node.resource in by_resource for node in self.nodes):
-            return False
-        for node in self.nodes:
-            node.node_id = by_resource[node.resource]
-        return True
-
-    def _wait(
-        self, done: Callable[[], bool], nodes: list[RayNode], deadline: float, what: str
-    ) -> None:
-        while not done():
-            for node in nodes:
-                if node.process.poll() is not None:
-                    raise RayClusterError(
-                        f"Ray node {node.name} exited with {node.process.returncode} while "
-                        f"waiting for {what}:\n{node.log_tail()}"
-                    )
-            if time.monotonic() > deadline:
-                tails = "\n".join(node.log_tail() for node in nodes)
-                raise RayClusterError(f"Ray cluster: no {what} in time:\n{tails}")
-            time.sleep(0.1)
+            return False  # (the head's dashboard is not up yet)
+        for row in rows:
+            if node.resource in row.get("resources_total", {}):
+                node.node_id = row["node_id"]
+                return True
+        return False
 
     def _kill(self, node: RayNode) -> None:
         if node.gone:
@@ -490,17 +547,17 @@ def _free_ports(count: int) -> list[int]:
         return ports
 
 
-def _listening(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=1):
-        return True
-    return False
-
-
 def _tail(path: Path, limit: int) -> str:
     try:
         return path.read_text(errors="replace")[-limit:]
     except OSError:
         return ""
+
+
+def still_running(pids: Iterable[int]) -> set[int]:
+    """Those of `pids` that are still running (a zombie, dead but not yet reaped, is not)."""
+    live = dict(_live_processes())
+    return {pid for pid in pids if pid in live}
 
 
 def _live_processes() -> Iterator[tuple[int, int]]:
