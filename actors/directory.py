@@ -61,6 +61,7 @@ def _pool_handle(platform: PlatformConfig, index: int) -> Any:
         supplier_pool_host_name(platform.instance, index),
         platform.namespace,
         max_concurrency=10_000,
+        spread_index=index,
     ).remote(SupplierHostConfig(platform.without_signing_key(), pool_index=index))
 
 
@@ -77,6 +78,7 @@ def supplier_actor(
             supplier_actor_name(platform.instance, supplier.id, replica),
             platform.namespace,
             max_concurrency=1000,
+            spread_index=replica,
         ).remote(
             SupplierHostConfig(
                 platform.without_signing_key(), supplier_id=supplier.id, replica=replica

@@ -7,6 +7,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
 log = logging.getLogger(__name__)
 
 
@@ -21,12 +24,24 @@ async def every(seconds: float, job: Callable[[], Awaitable[Any]]) -> None:
         await asyncio.sleep(seconds)
 
 
-def named_actor(actor_class: Any, name: str, namespace: str, *, max_concurrency: int) -> Any:
+def node_for(index: int) -> Any:
+    """Where the `index`-th actor of a kind is started: on the cluster's nodes in turn (by
+    node id), so each kind's actors spread over every node; soft, so that Ray restarts an
+    actor on another node when its node is lost. One node: Ray's default."""
+    nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])  # type: ignore[no-untyped-call]
+    if len(nodes) <= 1:
+        return "DEFAULT"
+    return NodeAffinitySchedulingStrategy(nodes[index % len(nodes)], soft=True)
+
+
+def named_actor(
+    actor_class: Any, name: str, namespace: str, *, max_concurrency: int, spread_index: int = 0
+) -> Any:
     """How every platform actor is started: by name, found instead when it already runs,
     detached (it outlives whoever started it), with no CPU reserved (they wait on I/O, many
-    to a core), spread over the cluster's nodes (Ray's SPREAD strategy: losing a node loses
-    only its share of the actors, which Ray restarts on the others). Call ``.remote(...)`` on
-    the result with the class's arguments."""
+    to a core), the `spread_index`-th of its kind placed on the cluster's nodes in turn
+    (`node_for`: losing a node loses only its share of each kind, which Ray restarts on the
+    others). Call ``.remote(...)`` on the result with the class's arguments."""
     return actor_class.options(
         name=name,
         namespace=namespace,
@@ -34,5 +49,5 @@ def named_actor(actor_class: Any, name: str, namespace: str, *, max_concurrency:
         lifetime="detached",
         max_concurrency=max_concurrency,
         num_cpus=0,
-        scheduling_strategy="SPREAD",
+        scheduling_strategy=node_for(spread_index),
     )

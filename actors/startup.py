@@ -52,6 +52,7 @@ def start_order_hosts(platform: PlatformConfig, indices: Iterable[int]) -> list[
                 order_host_name(platform.instance, i),
                 platform.namespace,
                 max_concurrency=10_000,
+                spread_index=i,
             ).remote(platform, i),
             OrderHostCalls,
             ActorRole.ORDER_HOST,
@@ -146,6 +147,7 @@ def settlement_actor(platform: PlatformConfig) -> SettlementCalls:
         settlement_actor_name(platform.instance),
         platform.namespace,
         max_concurrency=1000,
+        spread_index=1,  # (away from order host 0, where there are two nodes)
     ).remote(platform.without_signing_key())
     return typed(handle, SettlementCalls, ActorRole.SETTLEMENT)
 

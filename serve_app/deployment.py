@@ -38,7 +38,11 @@ def app_builder(args: dict[str, Any]) -> Application:
 
 def api_deployment(settings: Settings) -> Any:
     """The API's Serve deployment with the settings' replicas and access log."""
+    placement: dict[str, Any] = {}
+    if settings.serve_max_replicas_per_node is not None:
+        placement["max_replicas_per_node"] = settings.serve_max_replicas_per_node
     return ApiIngress.options(  # type: ignore[attr-defined]
         num_replicas=settings.serve_replicas,
         logging_config={"enable_access_log": settings.serve_access_log},
+        **placement,
     )

@@ -452,10 +452,10 @@ def build_parser() -> argparse.ArgumentParser:
     hscale.set_defaults(func=cmd_hosts_scale)
     hshow = hosts_sub.add_parser("show", help="the order hosts and their partitions")
     hshow.set_defaults(func=cmd_hosts_show)
-    for p in (hscale, hshow):
-        p.add_argument("--url", help="API base URL (default $SHOWDIST_URL or :8000)")
-        p.add_argument("--key-id", help="admin key id (default $SHOWDIST_ADMIN_KEY_ID)")
-        p.add_argument("--secret", help="admin secret (default $SHOWDIST_ADMIN_SECRET)")
+    for hosts_cmd in (hscale, hshow):
+        hosts_cmd.add_argument("--url", help="API base URL (default $SHOWDIST_URL or :8000)")
+        hosts_cmd.add_argument("--key-id", help="admin key id (default $SHOWDIST_ADMIN_KEY_ID)")
+        hosts_cmd.add_argument("--secret", help="admin secret (default $SHOWDIST_ADMIN_SECRET)")
 
     sup = sub.add_parser("supplier", help="operate suppliers")
     sup_sub = sup.add_subparsers(dest="supplier_command", required=True)

@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     serve_replicas: int = 1
+    serve_max_replicas_per_node: int | None = Field(
+        default=None,
+        ge=1,
+        description="at most this many API replicas on one node (1: one per node, so a lost"
+        " node loses one); unset: as Serve places them",
+    )
     serve_proxy_location: Literal["EveryNode", "HeadOnly"] = Field(
         default="EveryNode",
         description="where Serve runs its HTTP proxy: on every node (each node's own address,"
