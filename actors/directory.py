@@ -93,6 +93,9 @@ class RaySupplierDirectory:
     ) -> None:
         self._catalog = catalog
         self._platform = platform
+        # The order hosts sharing each supplier's limit (the assignment's count, once the
+        # host has read it: `OrderHost._apply`).
+        self.order_hosts = platform.order_hosts
         self._actors: dict[tuple[str, int], SupplierActorCalls] = {}
         self._dedicated: dict[tuple[str, int], tuple[float, SupplierActorCalls]] = {}
         # Replica counts are re-read after this long, so a scale change reaches every router
@@ -121,7 +124,7 @@ class RaySupplierDirectory:
             MeteredGateway(supplier.id, gateway),
             actor,
             # The supplier's limit, shared by the order hosts' lanes.
-            max_concurrency=settings.max_concurrency // max(1, self._platform.order_hosts),
+            max_concurrency=settings.max_concurrency // max(1, self.order_hosts),
         )
         self._lanes[supplier.id] = (made_from, lane)
         return lane

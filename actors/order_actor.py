@@ -625,10 +625,9 @@ def _vault(key_b64: str) -> IdentityVault | None:
 
 
 # How often a host reads the assignment's version (and how soon it hands a partition over
-# once asked); how long a handover waits for the calls in flight before it lets go anyway
-# (each move is a compare-and-set on the order's version: a late one cannot apply twice).
+# once asked).
 _ASSIGNMENT_POLL_S = 0.25
-_HANDOVER_DRAIN_S = 30.0
+_HANDOVER_WARN_S = 10.0  # a handover waiting on calls in flight says so this often
 _MISS_REREAD_S = 0.05  # a host that refuses a call re-reads the assignment at most this often
 
 
@@ -660,6 +659,7 @@ class OrderHost(OrderHostCore):
         self._read_at = 0.0
         self._reading: asyncio.Task[None] | None = None
         self._handing: set[int] = set()  # partitions whose handover is under way here
+        self._lanes_directory = directory
         self._apply(assignment)
         self._abandoned_after = timedelta(seconds=settings.abandoned_lock_seconds)
         self._lanes = directory
@@ -680,11 +680,15 @@ class OrderHost(OrderHostCore):
 
     # -- the assignment ------------------------------------------------------------------
     def _apply(self, assignment: Assignment) -> None:
-        if assignment.version < self._version:
-            return  # (an older read that finished late)
+        if assignment.version <= self._version:
+            return  # (nothing new, or an older read that finished late)
         self._version = assignment.version
         self._partitions = assignment.owned_by(self._index)
         self._leaving = assignment.leaving(self._index)
+        self._lanes_directory.order_hosts = max(1, assignment.hosts)
+        self._start_handovers()
+
+    def _start_handovers(self) -> None:
         starting = self._leaving - self._handing
         if starting:
             self._handing |= starting
@@ -709,40 +713,52 @@ class OrderHost(OrderHostCore):
         await asyncio.shield(self._reading)
 
     async def _hand_over(self, partitions: frozenset[int]) -> None:
-        """Let go of `partitions` (refused from now on, by `_apply`): wait for their calls
-        in flight, passivate their orders, record the handover."""
+        """Let go of `partitions` (refused from now on, by `_apply`): each, once no call for
+        it is in flight, has its orders passivated and its handover recorded (those idle
+        together in one transaction). A partition is never handed over with a call of it in
+        flight, however long that call takes (a supplier call has its own deadline): the new
+        owner must never load an order a late save of this host would then change."""
         began = time.monotonic()
+        left = set(partitions)
+        warned_at = began
+        passivated = 0
         try:
-            deadline = began + _HANDOVER_DRAIN_S
-            while self.busy_in(partitions) and time.monotonic() < deadline:
+            while left:
+                idle = {p for p in left if not self.busy_in((p,))}
+                if idle:
+                    passivated += self.forget(idle)
+                    await self._record_handover(idle)
+                    left -= idle
+                    continue
+                if time.monotonic() - warned_at > _HANDOVER_WARN_S:
+                    warned_at = time.monotonic()
+                    log.warning(
+                        "order host %d: %d partitions wait for %d calls in flight to hand over",
+                        self._index,
+                        len(left),
+                        self.busy_in(left),
+                    )
                 await asyncio.sleep(0.01)
-            if self.busy_in(partitions):
-                log.warning(
-                    "handing over %d partitions with %d calls still in flight",
-                    len(partitions),
-                    self.busy_in(partitions),
-                )
-            drained = time.monotonic() - began
-            passivated = self.forget(partitions)
-            while True:
-                try:
-                    await self._assignments.hand_off(self._index, partitions)
-                    break
-                except Exception:
-                    log.exception("recording a handover failed; trying again")
-                    await asyncio.sleep(1.0)
             await self._read_assignment()
             log.info(
-                "order host %d handed over %d partitions (%d orders passivated): drained in"
-                " %.3f s, done in %.3f s",
+                "order host %d handed over %d partitions (%d orders passivated) in %.3f s",
                 self._index,
                 len(partitions),
                 passivated,
-                drained,
                 time.monotonic() - began,
             )
         finally:
             self._handing -= partitions
+            self._start_handovers()  # (a plan read meanwhile may have made more leave)
+
+    async def _record_handover(self, partitions: set[int]) -> None:
+        while True:
+            try:
+                await self._assignments.hand_off(self._index, partitions)
+                return
+            except Exception:
+                log.exception("recording a handover failed; trying again")
+                await asyncio.sleep(1.0)
 
     async def refresh_partitions(self) -> dict[str, int]:
         """Read the assignment now (ops, after a change), and say what this host holds."""

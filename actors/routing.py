@@ -140,6 +140,7 @@ class OrderHosts:
     def _refresh(self) -> asyncio.Task[Assignment]:
         if self._refreshing is None or self._refreshing.done():
             self._refreshing = asyncio.ensure_future(self._read())
+            self._refreshing.add_done_callback(_logged)
         return self._refreshing
 
     async def assignment(self, *, fresh: bool = False) -> Assignment:
@@ -201,6 +202,12 @@ class OrderHosts:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.2)
             fresh = True
+
+
+def _logged(task: asyncio.Task[Assignment]) -> None:
+    """A background read that failed is logged (the next call reads again)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("reading the order hosts' assignment failed: %r", task.exception())
 
 
 class _Routed:

@@ -24,14 +24,19 @@ async def every(seconds: float, job: Callable[[], Awaitable[Any]]) -> None:
         await asyncio.sleep(seconds)
 
 
-def node_for(index: int) -> Any:
-    """Where the `index`-th actor of a kind is started: on the cluster's nodes in turn (by
-    node id), so each kind's actors spread over every node; soft, so that Ray restarts an
-    actor on another node when its node is lost. One node: Ray's default."""
+def target_node(index: int) -> str | None:
+    """The node the `index`-th actor of a kind belongs on: the cluster's alive nodes in turn
+    (by node id), so each kind's actors spread over every node. None on one node."""
     nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])  # type: ignore[no-untyped-call]
-    if len(nodes) <= 1:
-        return "DEFAULT"
-    return NodeAffinitySchedulingStrategy(nodes[index % len(nodes)], soft=True)
+    return None if len(nodes) <= 1 else nodes[index % len(nodes)]
+
+
+def node_for(index: int) -> Any:
+    """How the `index`-th actor of a kind is scheduled: on its `target_node`, softly, so
+    that Ray restarts it on another node when that node is lost. (Soft affinity is best
+    effort: `actors.startup` moves an actor that landed elsewhere.) One node: Ray's default."""
+    node = target_node(index)
+    return "DEFAULT" if node is None else NodeAffinitySchedulingStrategy(node, soft=True)
 
 
 def named_actor(

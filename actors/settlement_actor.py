@@ -218,6 +218,9 @@ class SettlementActor:
     async def pid(self) -> int:
         return os.getpid()
 
+    async def node_id(self) -> str:
+        return str(ray.get_runtime_context().get_node_id())
+
 
 if TYPE_CHECKING:
     _implements: type[SettlementCalls] = SettlementActor

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import ray
 
@@ -29,8 +29,9 @@ from actors.routing import (
     pooled,
     running_supplier_actor,
     settlement_actor_name,
+    supplier_pool_host_name,
 )
-from actors.runtime import named_actor
+from actors.runtime import named_actor, target_node
 from actors.settlement_actor import SettlementActorRemote
 from domain.partitions import Assignment
 from persistence.catalog import RETIRED, CatalogRepository, Supplier
@@ -39,6 +40,8 @@ from persistence.partitions import PartitionRepository
 
 # How long a retiring supplier replica keeps answering: twice the routers' 1 s routing cache.
 RETIRE_GRACE_S = 2.5
+
+A = TypeVar("A", bound="_Placeable")
 
 _retiring: set[asyncio.Task[Any]] = set()  # retire calls in flight (kept from the collector)
 
@@ -61,13 +64,80 @@ def start_order_hosts(platform: PlatformConfig, indices: Iterable[int]) -> list[
     ]
 
 
+class _Placeable(Protocol):
+    async def node_id(self) -> str: ...
+
+
+_PLACEMENT_TRIES = 3
+
+
+async def _on_its_node(
+    platform: PlatformConfig, name: str, index: int, start: Callable[[], A]
+) -> A:
+    """Start (or find) the actor `name`, the `index`-th of its kind, and see that it sits on
+    its node (`runtime.target_node`): Ray's soft node affinity is best effort, so one that
+    landed elsewhere while its node is alive is stopped and started again (at most
+    `_PLACEMENT_TRIES` times; every platform actor may be restarted at any time, as a crash
+    would). One node: nothing to see to."""
+    actor = start()
+    for _ in range(_PLACEMENT_TRIES):
+        target = target_node(index)
+        if target is None or await actor.node_id() == target:
+            break
+        ray.kill(find_actor(platform, name), no_restart=True)
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline:  # its name is free once it is gone
+            try:
+                find_actor(platform, name)
+            except ValueError:
+                break
+            await asyncio.sleep(0.1)
+        actor = start()
+    return actor
+
+
+async def place_platform_actors(platform: PlatformConfig, order_hosts: Iterable[int]) -> None:
+    """See that the order hosts, the supplier pool's hosts and the settlement actor sit
+    each on its node (`_on_its_node`)."""
+    await asyncio.gather(
+        *(
+            _on_its_node(
+                platform,
+                order_host_name(platform.instance, i),
+                i,
+                lambda i=i: start_order_hosts(platform, [i])[0],  # type: ignore[misc]
+            )
+            for i in order_hosts
+        ),
+        *(
+            _on_its_node(
+                platform,
+                supplier_pool_host_name(platform.instance, i),
+                i,
+                lambda i=i: pool_host(platform, i),  # type: ignore[misc]
+            )
+            for i in range(platform.suppliers.pool_hosts)
+        ),
+        _on_its_node(
+            platform,
+            settlement_actor_name(platform.instance),
+            1,
+            lambda: settlement_actor(platform),
+        ),
+    )
+
+
 def _hosts_needed(assignment: Assignment) -> list[int]:
     return sorted(assignment.hosts_in_use() | set(range(assignment.hosts)))
 
 
-def _let_go_surplus_hosts(platform: PlatformConfig, assignment: Assignment) -> list[int]:
-    """Stop the order hosts past the number asked for that own no partition (once a scale-
-    down's handovers are done, or left over from a run that stopped before); returns them."""
+async def _let_go_surplus_hosts(platform: PlatformConfig, repo: PartitionRepository) -> list[int]:
+    """Stop the order hosts past the number asked for that own no partition and are given
+    none, as the assignment says now (once a scale-down's handovers are done, or left over
+    from a change that did not finish); returns them."""
+    assignment = await repo.read()
+    if assignment is None or not assignment.settled:
+        return []  # (another change is under way: its own end lets go of what it must)
     needed = set(_hosts_needed(assignment))
     gone = []
     prefix = order_host_name(platform.instance, 0)[:-1]
@@ -75,7 +145,10 @@ def _let_go_surplus_hosts(platform: PlatformConfig, assignment: Assignment) -> l
         name = entry["name"]
         if entry["namespace"] != platform.namespace or not name.startswith(prefix):
             continue
-        index = int(name[len(prefix) :])
+        suffix = name[len(prefix) :]
+        if not suffix.isdigit():
+            continue
+        index = int(suffix)
         if index not in needed:
             ray.kill(find_actor(platform, name), no_restart=True)
             gone.append(index)
@@ -83,20 +156,32 @@ def _let_go_surplus_hosts(platform: PlatformConfig, assignment: Assignment) -> l
 
 
 async def scale_order_hosts(
-    platform: PlatformConfig, hosts: int, *, timeout_s: float = 60.0
+    platform: PlatformConfig, hosts: int, *, timeout_s: float = 20.0
 ) -> tuple[Assignment, list[int]]:
     """Change the number of order hosts while orders flow: start the new hosts, plan the
     partitions' moves (ScalingInProgress while an earlier change is not carried out), tell
     every host (each hands over what it must, by itself: `OrderHost._hand_over`), wait up to
     `timeout_s` for the handovers, then stop the hosts no longer needed. Returns the
-    assignment (settled, unless the wait ran out: the handovers go on) and the hosts
-    stopped."""
+    assignment (settled, unless the wait ran out: the handovers go on, and a later call
+    stops what is no longer needed) and the hosts stopped. A call asking for the count
+    already in force only stops what is left over."""
     engine = make_engine(platform.database_url, pool_size=1)
     try:
         repo = PartitionRepository(engine)
         await repo.ensure(platform.order_hosts)
         started = start_order_hosts(platform, range(hosts))
         await asyncio.gather(*(h.ping() for h in started))
+        await asyncio.gather(
+            *(
+                _on_its_node(
+                    platform,
+                    order_host_name(platform.instance, i),
+                    i,
+                    lambda i=i: start_order_hosts(platform, [i])[0],  # type: ignore[misc]
+                )
+                for i in range(hosts)
+            )
+        )
         planned = await repo.plan(hosts)
         every_host = start_order_hosts(platform, _hosts_needed(planned))
         await asyncio.gather(*(h.refresh_partitions() for h in every_host))
@@ -114,7 +199,7 @@ async def scale_order_hosts(
         await asyncio.gather(
             *(h.refresh_partitions() for h in start_order_hosts(platform, range(hosts)))
         )
-        return current, _let_go_surplus_hosts(platform, current)
+        return current, await _let_go_surplus_hosts(platform, repo)
     finally:
         await engine.dispose()
 
@@ -176,7 +261,8 @@ async def start_platform_actors(platform: PlatformConfig) -> list[OrderHostCalls
         ),
         settlement_actor(platform).ping(),
     )
-    return hosts
+    await place_platform_actors(platform, _hosts_needed(assignment))
+    return start_order_hosts(platform, _hosts_needed(assignment))
 
 
 def _retire(actor: SupplierActorCalls) -> None:

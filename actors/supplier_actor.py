@@ -637,6 +637,9 @@ class SupplierHost:
     async def host_pid(self) -> int:
         return os.getpid()
 
+    async def node_id(self) -> str:
+        return str(ray.get_runtime_context().get_node_id())
+
 
 def _polling(due: list[Negotiation]) -> Callable[[SupplierActor], Awaitable[int]]:
     return lambda actor: actor.worker.poll_due(due)

@@ -5,9 +5,9 @@ A callback is a JSON body posted to the order's `callback_url` (signed by the co
 was created (the create's own reply tells of NEW), and `order.delivery_changed` for a
 delivery step the supplier reported.
 
-Each message carries a courier shard, `courier_shard(order_id)` of `COURIER_SHARDS`: order host
-i of n delivers the messages whose shard is i modulo n, so a message's courier follows from the
-row alone whatever the number of hosts.
+Each message carries a courier shard, `courier_shard(order_id)` of `COURIER_SHARDS`: the
+order's partition (`domain.partitions`), whose owning order host delivers it, so a message's
+courier follows from the row alone whatever the number of hosts.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 from domain.ids import stable_shard
 from domain.order import DeliveryChanged, Fact, Moved, Order
+from domain.partitions import PARTITIONS
 from domain.status import OrderStatus
 
 STATUS_CHANGED = "order.status_changed"
@@ -25,7 +26,7 @@ DELIVERY_CHANGED = "order.delivery_changed"
 
 # Fixed for good: each outbox row stores its shard, and all messages of an order must share
 # one (one courier sends them, in order).
-COURIER_SHARDS = 256
+COURIER_SHARDS = PARTITIONS  # the same hash: a message's courier is its order's host
 
 
 def courier_shard(order_id: str) -> int:

@@ -12,6 +12,7 @@ the rows say what is left to do.
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -76,18 +77,22 @@ class PartitionRepository:
         they go (none, if the partitions already sit so). ScalingInProgress while an earlier
         plan is not carried out."""
         check_hosts(hosts)
+        current = await self.read()
+        if current is None:
+            raise LookupError("the order hosts' assignment was never made (ensure first)")
+        if not current.settled:
+            raise ScalingInProgress(current)
         async with self._engine.begin() as conn:
-            plan = (
-                await conn.execute(
-                    select(order_host_plan.c.version)
-                    .where(order_host_plan.c.id == _PLAN_ID)
-                    .with_for_update()
+            # A compare-and-set on the version read: of two plans (or a plan and a handover)
+            # at once, one goes on and the other finds the version moved.
+            taken = await conn.execute(
+                update(order_host_plan)
+                .where(
+                    order_host_plan.c.id == _PLAN_ID, order_host_plan.c.version == current.version
                 )
-            ).first()
-            current = await _read(conn)
-            if plan is None or current is None:
-                raise LookupError("the order hosts' assignment was never made (ensure first)")
-            if not current.settled:
+                .values(hosts=hosts, version=order_host_plan.c.version + 1)
+            )
+            if taken.rowcount != 1:
                 raise ScalingInProgress(current)
             target = balanced(current.owners, hosts)
             moves = [
@@ -101,11 +106,6 @@ class PartitionRepository:
                     .where(order_partitions.c.partition == p)
                     .values(moving_to=to)
                 )
-            await conn.execute(
-                update(order_host_plan)
-                .where(order_host_plan.c.id == _PLAN_ID)
-                .values(hosts=hosts, version=order_host_plan.c.version + 1)
-            )
             after = await _read(conn)
         assert after is not None
         return after
@@ -142,18 +142,29 @@ class PartitionRepository:
         return moved
 
 
-async def _read(conn: AsyncConnection) -> Assignment | None:
-    plan = (
+async def _plan_row(conn: AsyncConnection) -> Any:
+    return (
         await conn.execute(
             select(order_host_plan.c.hosts, order_host_plan.c.version).where(
                 order_host_plan.c.id == _PLAN_ID
             )
         )
     ).first()
-    if plan is None:
-        return None
+
+
+async def _read(conn: AsyncConnection) -> Assignment | None:
+    """The assignment as of one version: the plan row is read before and after the rows
+    (every change bumps the version in the transaction that makes it), and all is read again
+    if a change committed in between."""
     c = order_partitions.c
-    rows = (await conn.execute(select(c.partition, c.host, c.moving_to))).all()
+    while True:
+        plan = await _plan_row(conn)
+        if plan is None:
+            return None
+        rows = (await conn.execute(select(c.partition, c.host, c.moving_to))).all()
+        after = await _plan_row(conn)
+        if after is not None and after.version == plan.version:
+            break
     owners = [0] * PARTITIONS
     moving: dict[int, int] = {}
     for p, h, to in rows:

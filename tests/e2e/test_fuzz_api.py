@@ -31,7 +31,8 @@ sends is aimed (`_aim`) before it goes:
   fuzzer calls a closed local port (it never reaches another address), an order's
   `callback_url` is taken out (the courier would resolve and call whatever host it names),
   only the test's own supplier is scaled, to one replica (more would start dedicated host
-  processes on a 2-core machine), and only a supplier made to be retired is retired;
+  processes on a 2-core machine), the order hosts are "scaled" to the count they have, and
+  only a supplier made to be retired is retired;
 - creation is bounded: a few dozen suppliers and distributors a run. A supplier is a row and
   an actor the pool hosts activate for its catalog pulls (of a closed port: refused at once);
   every supplier the test made is retired when it ends, so none is pulled from after it.
@@ -66,6 +67,7 @@ Case = schemathesis.Case[Any]
 SEED = 20261201
 MAX_EXAMPLES = 40  # per operation in the fuzzing phase, positive and negative together
 CLOSED = "http://127.0.0.1:9/"  # the discard port: nothing listens there
+ORDER_HOSTS = 2  # the run's platform's (tests/conftest.py)
 
 CONFIG: dict[str, Any] = {
     "seed": SEED,
@@ -474,6 +476,12 @@ def _aim(case: Case, targets: Targets) -> None:
         positive = ParameterLocation.BODY not in negative
         if isinstance(config, dict) and (positive or _http_url(config.get("base_url"))):
             config["base_url"] = CLOSED
+    elif (method, path) == ("PUT", "/admin/v1/order-hosts"):
+        hosts = body.get("hosts")
+        if isinstance(hosts, int) and not isinstance(hosts, bool) and 1 <= hosts <= 64:
+            # The count in force: no partition moves and no host starts or stops (the other
+            # tests hold handles to the run's two hosts).
+            body["hosts"] = ORDER_HOSTS
     elif path.endswith("/replicas") and params and params.get("supplier_id") == targets.supplier_id:
         replicas = body.get("replicas")
         if isinstance(replicas, int) and not isinstance(replicas, bool) and 1 <= replicas <= 32:
