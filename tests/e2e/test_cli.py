@@ -57,3 +57,28 @@ def test_call_places_and_issues_an_order(world: World) -> None:
     missing = showdist("call", "GET", "/v1/orders/ord_nope", env=env)
     assert missing.returncode == 1
     assert json.loads(missing.stdout)["error"]["code"] == "not_found"
+
+
+def test_hosts_show_and_scale_to_the_count_in_force(world: World) -> None:
+    """`showdist hosts`: the run's two order hosts and their 256 partitions; scaling to the
+    count in force moves nothing and stops nothing."""
+    assert world.admin.secret is not None
+    env = {
+        "SHOWDIST_ADMIN_KEY_ID": world.admin.key_id,
+        "SHOWDIST_ADMIN_SECRET": world.admin.secret,
+        "SHOWDIST_URL": world.base_url,
+    }
+    shown = showdist("hosts", "show", env=env)
+    assert shown.returncode == 0, shown.stderr
+    view = json.loads(shown.stdout)
+    assert (view["hosts"], view["partitions"], view["settled"]) == (2, 256, True), view
+    assert [(r["host"], r["partitions"], r["held"]) for r in view["assignment"]] == [
+        (0, 128, 128),
+        (1, 128, 128),
+    ]
+    scaled = showdist("hosts", "scale", "2", env=env)
+    assert scaled.returncode == 0, scaled.stderr
+    assert "HTTP 200" in scaled.stderr
+    after = json.loads(scaled.stdout)
+    assert (after["hosts"], after["stopped"], after["version"]) == (2, [], view["version"] + 1)
+    assert [r["partitions"] for r in after["assignment"]] == [128, 128]
