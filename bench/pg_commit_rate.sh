@@ -21,7 +21,10 @@
 #                 and the courier's lease and delivered UPDATEs for each (10 commits)
 # "tps" is pgbench's transactions (script runs) per second; "commits/s" multiplies it by
 # the commits of one run. CPU is read from /proc: the server's processes (postmaster, its
-# children, and the children it reaped) and pgbench's own (bash's `time`).
+# children, and the children it reaped) and pgbench's own (bash's `time`). WAL is
+# pg_current_wal_lsn() before and after, per pgbench transaction; each run starts right after
+# a CHECKPOINT, so its first write of every page is a full-page image (short runs write more).
+# The last line checks that every move wrote its rows and gives the tables' bytes per order.
 #
 # Settings: PG_BIN, DURATION (20), CLIENTS ("1 8 16 32"), SYNC_MODES ("on off"),
 # CASES ("simple tpcb lifecycle lifecycle_cb"), THREADS (2), SCALE (32: at least the
@@ -84,6 +87,7 @@ cleanup() {
 	fi
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 [[ $(id -u) -eq 0 ]] && chown "$PG_USER" "$ROOT"
 chmod 700 "$ROOT"
 
@@ -243,6 +247,13 @@ EOF
 lifecycle_sql plain >"$ROOT/lifecycle.sql"
 lifecycle_sql cb >"$ROOT/lifecycle_cb.sql"
 
+# Warm-up: a few thousand orders, then statistics, so that the prepared statements' generic
+# plans (chosen after five runs) are made for tables that are not empty; on empty ones they
+# would scan orders and outbox instead of using the primary key until autovacuum analyzes.
+echo "warm-up: lifecycle_cb, 5 s ..."
+"$PG_BIN/pgbench" -n -M prepared -c 4 -j 2 -T 5 -f "$ROOT/lifecycle_cb.sql" >"$ROOT/warmup.log" 2>&1
+psql_q -c "VACUUM ANALYZE orders, order_history, tickets, flows, outbox, periods"
+
 # CPU ticks of the server so far: the postmaster, its live children, and the children it
 # has reaped (its cutime and cstime).
 pg_ticks() {
@@ -278,8 +289,9 @@ run_case() { # case sync clients
 		;;
 	esac
 	psql_q -c "CHECKPOINT"
-	local out=$ROOT/run-$kase-$sync-$clients.log load t0 t1 cpu
+	local out=$ROOT/run-$kase-$sync-$clients.log load t0 t1 cpu w0 w1
 	load=$(cut -d' ' -f1 /proc/loadavg)
+	w0=$(psql_q -At -c "SELECT pg_current_wal_lsn()")
 	t0=$(pg_ticks)
 	local TIMEFORMAT='%U %S'
 	cpu=$({ time PGOPTIONS="-c synchronous_commit=$sync" "$PG_BIN/pgbench" -M prepared \
@@ -290,6 +302,7 @@ run_case() { # case sync clients
 	}
 	sleep 0.5 # the backends exit and are reaped
 	t1=$(pg_ticks)
+	w1=$(psql_q -At -c "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '$w0')::bigint")
 	local tps lat xacts failed
 	tps=$(awk '/^tps = / {print $3}' "$out")
 	lat=$(awk '/^latency average/ {print $4}' "$out")
@@ -297,17 +310,18 @@ run_case() { # case sync clients
 	failed=$(awk '/^number of failed transactions/ {print $5}' "$out")
 	ROWS+=("$(awk -v k="$kase" -v s="$sync" -v c="$clients" -v tps="$tps" -v lat="$lat" \
 		-v n="$xacts" -v f="${failed:-0}" -v per="$(commits_of "$kase")" -v pg=$((t1 - t0)) \
-		-v cpu="$cpu" -v tick="$TICK" -v d="$DURATION" -v load="$load" 'BEGIN {
+		-v cpu="$cpu" -v tick="$TICK" -v d="$DURATION" -v load="$load" -v wal="$w1" 'BEGIN {
 			split(cpu, u, " "); commits = n * per
-			printf "%-12s %-4s %3d %9.0f %10.0f %8.2f %7.2f %9.1f %9.1f %6s %s", k, s, c, tps, tps * per, lat,
-				pg / tick / d, 1e6 * pg / tick / commits, 1e6 * (u[1] + u[2]) / commits, load, f
+			printf "%-12s %-4s %3d %9.0f %10.0f %8.2f %7.2f %9.1f %9.1f %8.0f %6s %s", k, s, c, tps, tps * per,
+				lat, pg / tick / d, 1e6 * pg / tick / commits, 1e6 * (u[1] + u[2]) / commits,
+				wal / n, load, f
 		}')")
 	echo "${ROWS[-1]}"
 }
 
 echo
-HEADER=$(printf "%-12s %-4s %3s %9s %10s %8s %7s %9s %9s %6s %s" case sync c tps commits/s \
-	"lat ms" "PG cpu" "PG us/c" "pgb us/c" load failed)
+HEADER=$(printf "%-12s %-4s %3s %9s %10s %8s %7s %9s %9s %8s %6s %s" case sync c tps commits/s \
+	"lat ms" "PG cpu" "PG us/c" "pgb us/c" "WAL B/tx" load failed)
 echo "$HEADER"
 for kase in $CASES; do
 	for sync in $SYNC_MODES; do
@@ -321,7 +335,8 @@ echo
 echo "Summary ($DURATION s a run, -j $THREADS, -M prepared, scale $SCALE; tps = pgbench" \
 	"transactions/s; commits/s = tps x commits per transaction (lifecycle 4, lifecycle_cb 10);"
 echo "PG cpu = server cores busy on average; PG us/c and pgb us/c = server and pgbench CPU per" \
-	"commit in microseconds; load = 1-min load average at the start):"
+	"commit in microseconds; WAL B/tx = WAL bytes per pgbench transaction; load = 1-min load" \
+	"average at the start):"
 echo "$HEADER"
 printf '%s\n' "${ROWS[@]}"
 echo
@@ -332,4 +347,9 @@ echo "rows written: $(psql_q -At -c "SELECT (SELECT count(*) FROM orders) || ' o
 	(SELECT count(*) FROM order_history) || ' history, ' || (SELECT count(*) FROM tickets) ||
 	' tickets, ' || (SELECT count(*) FROM flows) || ' flows, ' || (SELECT count(*) FROM outbox) ||
 	' outbox (' || (SELECT count(*) FROM outbox WHERE status = 'delivered') || ' delivered); ' ||
-	'database ' || pg_size_pretty(pg_database_size('bench'))")"
+	'their tables and indexes ' || pg_size_pretty(sum(pg_total_relation_size(t))) || ', ' ||
+	(sum(pg_total_relation_size(t)) / (SELECT greatest(count(*), 1) FROM orders))::int ||
+	' bytes per order, of which indexes ' ||
+	(sum(pg_indexes_size(t)) / (SELECT greatest(count(*), 1) FROM orders))::int ||
+	' (orders'' own ' || (pg_indexes_size('orders') / (SELECT greatest(count(*), 1) FROM orders))::int ||
+	')' FROM unnest(ARRAY['orders', 'order_history', 'tickets', 'flows', 'outbox']::regclass[]) t")"
