@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -76,6 +76,9 @@ class SupplierService:
         self._outcomes: deque[Outcome] = deque(maxlen=_WINDOW)
         self._latencies: deque[float] = deque(maxlen=_WINDOW)
         self._in_flight = 0
+        # Issues and refunds asked of this service and not answered yet, waiting for a slot
+        # or on the wire, by order: a query meanwhile answers PENDING without asking.
+        self._pending: Counter[tuple[str, str]] = Counter()
         self._overrides: tuple[int | None, int | None] = (None, None)
         self._last_failure_at = 0.0  # wall clock of the last lock failure the breaker counted
 
@@ -155,20 +158,48 @@ class SupplierService:
     async def release(self, order_id: str) -> CallResult[None]:
         return await self._call(lambda: self._gateway.release(order_id))
 
+    async def _command(
+        self, kind: str, order_id: str, fn: Callable[[], Awaitable[CallResult[T]]]
+    ) -> CallResult[T]:
+        key = (kind, order_id)
+        self._pending[key] += 1
+        try:
+            return await self._call(fn)
+        finally:
+            self._pending[key] -= 1
+            if not self._pending[key]:
+                del self._pending[key]
+
+    async def _query(
+        self, kind: str, order_id: str, fn: Callable[[], Awaitable[CallResult[T]]]
+    ) -> CallResult[T]:
+        # The order host that sent the command may be gone (its node lost) while the command
+        # still waits here: the supplier has not heard of it yet and would answer "not
+        # issued", and the order would be canceled before it is issued. Not while it waits.
+        if self._pending[(kind, order_id)]:
+            return CallResult(
+                Outcome.UNKNOWN,
+                error=ErrorCode.PENDING,
+                message=f"a {kind} of this order is still in flight here",
+            )
+        return await self._call(fn)
+
     async def issue(
         self, order_id: str, attendees: tuple[Attendee, ...] = ()
     ) -> CallResult[IssueInfo]:
         # Not short-circuited: the buyer has paid, and a refused call is worse than a slow one.
-        return await self._call(lambda: self._gateway.issue(order_id, attendees))
+        return await self._command(
+            "issue", order_id, lambda: self._gateway.issue(order_id, attendees)
+        )
 
     async def query_issue(self, order_id: str) -> CallResult[IssueInfo]:
-        return await self._call(lambda: self._gateway.query_issue(order_id))
+        return await self._query("issue", order_id, lambda: self._gateway.query_issue(order_id))
 
     async def refund(self, order_id: str) -> CallResult[RefundInfo]:
-        return await self._call(lambda: self._gateway.refund(order_id))
+        return await self._command("refund", order_id, lambda: self._gateway.refund(order_id))
 
     async def query_refund(self, order_id: str) -> CallResult[RefundInfo]:
-        return await self._call(lambda: self._gateway.query_refund(order_id))
+        return await self._query("refund", order_id, lambda: self._gateway.query_refund(order_id))
 
     async def catalog(self) -> CallResult[Catalog]:
         return await self._call(self._gateway.catalog)

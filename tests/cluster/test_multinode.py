@@ -54,6 +54,21 @@ AFTER_KILL_S = 45.0  # and after: long enough for Ray to notice and restart what
 RECOVERY_BOUND_S = 40.0  # from the kill to the first lifecycle started after it ending FIXED
 START_BOUND_S = 240.0  # the platform up on the cluster (migrations, actors, Serve)
 ALLOWED_503 = {"order_host_unavailable", "supplier_unavailable", "settlement_unavailable"}
+# What else a lifecycle may be answered while actors move: successes, a create repeated
+# after its host was lost answered by the order still NEW, an issue repeated after its host
+# was lost answered 409 issue_failed (the negotiation found nothing issued), and Serve's
+# proxy's own answer for a request that was inside the lost node's replica.
+ALLOWED_ANSWERS = {
+    "200",
+    "201",
+    "202",
+    "200 NEW",
+    "201 NEW",
+    "409 issue_failed",
+    "transport error",
+    "proxy 500",
+    "proxy 503",
+}
 
 
 @pytest.fixture(scope="module")
@@ -241,11 +256,24 @@ async def _flowing(world: World, flow: Flow, stop_at: float, settle_by: float) -
                     assert failed["status"] == "LOCK_FAILED", r.text
                     continue
                 assert r.status_code in (200, 201), r.text
-                oid = r.json()["id"]
+                oid, status = r.json()["id"], r.json()["status"]
+                if status == "NEW":
+                    # A repeat of a create whose host was lost while the supplier locked:
+                    # whether the seats are held is not known, and the sweep ends it
+                    # LOCK_FAILED once the lock counts as abandoned (checked at the end).
+                    flow.answers[f"{r.status_code} NEW"] += 1
+                    continue
+                assert status == "LOCKED", r.text
                 r = await _until_answered(
                     client, "POST", f"/v1/orders/{oid}/issue", None, flow, settle_by
                 )
                 if r is None:
+                    continue
+                refused = _order_of(r)
+                if refused is not None:
+                    # An issue asked again after its host was lost, once the negotiation had
+                    # learnt from the supplier that nothing was issued: 409 issue_failed.
+                    assert (r.status_code, refused["status"]) == (409, "CANCELED"), r.text
                     continue
                 fixed = (r.status_code, r.json()["status"]) == (200, "FIXED")
                 if r.status_code == 202:
@@ -312,7 +340,7 @@ async def test_a_node_lost_while_orders_flow_loses_no_order(
     # API's stead only for requests that were inside the replica on the lost node (and only
     # just after the loss: before its controller has a replica on the head).
     for answer in flow.answers:
-        assert answer in ("200", "201", "202", "transport error", "proxy 500", "proxy 503") or (
+        assert answer in ALLOWED_ANSWERS or (
             answer.startswith("503 ") and answer[4:] in ALLOWED_503
         ), flow.answers
     assert flow.answers["transport error"] == 0, flow.answers
