@@ -139,12 +139,14 @@ class SupplierCalls(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class LockRecord:
-    """A lock a supplier's lane made (actors/supplier_lane.py), for its actor to count."""
+    """A call a supplier's lane made (actors/supplier_lane.py), for its actor to count: a
+    lock (which its breaker counts too) or an issue (its statistics only)."""
 
     outcome: Outcome
     error: str | None
     latency_ms: float
     at: float  # wall clock (time.time()) when it was answered
+    op: str = "lock"  # "lock" | "issue"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,24 +1,28 @@
-"""A pooled supplier's locks made from the order's own process: no second actor hop.
+"""A pooled supplier's locks and issues made from the order's own process: no second hop.
 
-A lock is the call a distributor waits on before paying. Through the supplier's actor it is
-two Ray hops (order host → supplier host → supplier and back) beside the supplier's own HTTP
-call; a `SupplierLane` in the order host calls the supplier's gateway directly, while the
-supplier's actor stays the one home of everything else:
+A lock is the call a distributor waits on before paying, an issue the one after. Through the
+supplier's actor each is two Ray hops (order host → supplier host → supplier and back) beside
+the supplier's own HTTP call; a `SupplierLane` in the order host calls the supplier's gateway
+directly, while the supplier's actor stays the one home of everything else:
 
-- **Statistics.** Each lock's outcome and latency is sent to the actor, a batch at most
-  `flush_s` old (`lock_outcomes`), so its live statistics and polling policy count them.
-- **The circuit breaker** is the actor's. A lock that failed as the breaker counts failures
-  is sent at once, with those before it, and its answer says whether the actor has seen
-  failures since its last success. From the first such failure on, every lane routes its
-  locks through the actor (the actor tells every order host: `suspect_supplier`), so the
-  actor's breaker counts each one, opens after its threshold, fails fast while open and lets
-  its one probe through, exactly as without lanes; the lane calls directly again once a lock
-  through the actor succeeded (the breaker closed) or a batch's answer says so.
-- **Limits.** A lane holds at most `max_concurrency` locks in flight (the supplier's limit
-  shared among the order hosts), and answers `busy` after `slot_wait_s` without a slot.
+- **Statistics.** Each lock's and issue's outcome and latency is sent to the actor, a batch
+  at most `flush_s` old (`lock_outcomes`), so its live statistics and polling policy count
+  them.
+- **The circuit breaker** is the actor's, and counts locks only. A lock that failed as the
+  breaker counts failures is sent at once, with those before it, and its answer says whether
+  the actor has seen failures since its last success. From the first such failure on, every
+  lane routes its locks through the actor (the actor tells every order host:
+  `suspect_supplier`), so the actor's breaker counts each one, opens after its threshold,
+  fails fast while open and lets its one probe through, exactly as without lanes; the lane
+  calls directly again once a lock through the actor succeeded (the breaker closed) or a
+  batch's answer says so. An issue is never refused by the breaker, so it is always direct.
+- **Limits.** A lane holds at most `max_concurrency` calls in flight (the supplier's limit
+  shared among the order hosts); a lock answers `busy` after `slot_wait_s` without a slot, an
+  issue waits its turn.
 
-Only locks: an issue (after payment), refunds and every query still go through the actor,
-so that what a supplier actor's crash means for them is unchanged. A lane is made for a
+An issue in flight dies with its order host, as a lock does: the order is `FIXING` on disk,
+and the host that takes the order over finds it by its sweep and asks the supplier what
+became of it. Refunds, releases and every query go through the actor. A lane is made for a
 supplier in the pool that is not retired; a supplier scaled to dedicated replicas is called
 through them (actors/directory.py).
 """
@@ -147,14 +151,31 @@ class SupplierLane:
         else:
             self._healthy_since(sent_at)
 
-    # -- everything but the lock goes through the supplier's actor ---------------------------
-    async def release(self, order_id: str) -> CallResult[None]:
-        return await self._actor.release(order_id)
-
     async def issue(
         self, order_id: str, attendees: tuple[Attendee, ...] = ()
     ) -> CallResult[IssueInfo]:
-        return await self._actor.issue(order_id, attendees)
+        """Always direct: the breaker never refuses an issue (the buyer has paid), so there is
+        nothing for the actor to decide; it waits for a slot as long as it takes."""
+        self.used_at = time.monotonic()
+        async with self._slots:
+            started = time.perf_counter()
+            result = await self._gateway.issue(order_id, attendees)
+        self._pending.append(
+            LockRecord(
+                result.outcome,
+                result.error,
+                (time.perf_counter() - started) * 1000.0,
+                time.time(),
+                op="issue",
+            )
+        )
+        if self._flushing is None:
+            self._flushing = asyncio.ensure_future(self._flush_later())
+        return result
+
+    # -- everything else goes through the supplier's actor -----------------------------------
+    async def release(self, order_id: str) -> CallResult[None]:
+        return await self._actor.release(order_id)
 
     async def query_issue(self, order_id: str) -> CallResult[IssueInfo]:
         return await self._actor.query_issue(order_id)

@@ -136,13 +136,15 @@ class SupplierService:
         return result
 
     def absorb_locks(self, records: Sequence[LockRecord]) -> tuple[str, int]:
-        """Locks made without this service (by its supplier's lanes, actors/supplier_lane.py):
-        counted in the statistics and fed to the breaker in order (a success older than the
-        last failure counted closes nothing). Returns the breaker's state and its failures
-        since the last success."""
+        """Calls made without this service (by its supplier's lanes, actors/supplier_lane.py):
+        counted in the statistics; the locks also fed to the breaker in order (a success older
+        than the last failure counted closes nothing). Returns the breaker's state and its
+        failures since the last success."""
         for r in records:
             self._outcomes.append(r.outcome)
             self._latencies.append(r.latency_ms)
+            if r.op != "lock":
+                continue  # (only locks feed the breaker, as in `_feed_breaker`)
             if breaks_circuit(r.outcome, r.error):
                 self._breaker.record_failure(time.monotonic())
                 self._last_failure_at = max(self._last_failure_at, r.at)

@@ -81,24 +81,79 @@ async def test_sigkill_of_the_order_hosts_during_fixing(
         assert calls[o["id"]]["issue"] == 1, calls[o["id"]]
 
 
-async def test_sigkill_of_the_supplier_actor_during_fixing(
+async def test_sigkill_of_the_supplier_pool_host_leaves_issues_in_flight_alone(
     world: World, client_a: AsyncSignedClient, sandbox_admin: Any, platform: Any
 ) -> None:
+    """A pooled supplier's issues go from the order hosts' lanes straight to the supplier
+    (actors/supplier_lane.py): its actor's host dying under them changes nothing."""
     ids = await _locked_orders(world, client_a, IN_FLIGHT)
     sandbox_admin.set_faults({"issue": {"hang_rate": 1.0, "hang_ms": 1500}})
     actor = running_supplier_actor(platform.config, world.supplier_id)
     pid = await actor.pid()
     issuing = asyncio.ensure_future(_issue_all(client_a, ids))
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(0.5)  # every order is FIXING, its issue call hanging at the supplier
     os.kill(pid, signal.SIGKILL)
     replies = await issuing
-    # The hosts survived: each order answers FIXING (outcome unknown, negotiating).
-    assert {r.status_code for r in replies} == {202}
+    sandbox_admin.set_faults({})
+    assert {(r.status_code, r.json()["status"]) for r in replies} == {(200, "FIXED")}
     await _wait_alive(actor)
-    fixed = await _all_fixed(client_a, ids)
+    assert await actor.pid() != pid
     calls = sandbox_admin.order_calls()
-    for o in fixed:
-        assert calls[o["id"]]["issue"] == 1, calls[o["id"]]
+    for i in ids:
+        assert calls[i]["issue"] == 1, calls[i]
+
+
+async def test_sigkill_of_the_supplier_actor_during_fixing(
+    world: World,
+    client_a: AsyncSignedClient,
+    admin_client: AsyncSignedClient,
+    sandbox_admin: Any,
+    platform: Any,
+) -> None:
+    """A supplier scaled to dedicated replicas is called through them: a replica dying
+    under an issue loses its answer, and the order negotiates to FIXED, issued once."""
+
+    async def scale(n: int) -> None:
+        resp = await admin_client.request(
+            "PUT", f"/admin/v1/suppliers/{world.supplier_id}/replicas", {"replicas": n}
+        )
+        assert resp.status_code == 200, resp.text
+
+    await scale(2)
+    try:
+        await asyncio.sleep(1.5)  # past the order hosts' routing cache (1 s): no lane now
+        ids = await _locked_orders(world, client_a, IN_FLIGHT)
+        sandbox_admin.set_faults({"issue": {"hang_rate": 1.0, "hang_ms": 1500}})
+        replicas = [running_supplier_actor(platform.config, world.supplier_id, r) for r in (0, 1)]
+        pids = [await a.pid() for a in replicas]
+        issuing = asyncio.ensure_future(_issue_all(client_a, ids))
+        await asyncio.sleep(0.5)
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        replies = await issuing
+        sandbox_admin.set_faults({})
+        # The hosts survived: each order answers FIXING (outcome unknown, negotiating).
+        assert {r.status_code for r in replies} == {202}
+        for a in replicas:
+            await _wait_alive(a)
+        fixed = await _all_fixed(client_a, ids)
+        calls = sandbox_admin.order_calls()
+        for o in fixed:
+            assert calls[o["id"]]["issue"] == 1, calls[o["id"]]
+    finally:
+        sandbox_admin.set_faults({})
+        await scale(1)  # back to the pool, as the other tests expect it
+
+    def gone() -> bool:
+        for r in (0, 1):
+            try:
+                running_supplier_actor(platform.config, world.supplier_id, r)
+            except ValueError:
+                continue
+            return False
+        return True
+
+    await eventually(lambda: asyncio.sleep(0, gone()), bool, timeout=30)
 
 
 async def test_database_dropping_every_connection_costs_retryable_503s_never_500s(

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from actors.interfaces import LockRecord
 from actors.supplier_lane import SupplierLane
 from actors.supplier_service import SupplierService
 from domain.circuit import CircuitBreaker
-from suppliers.gateway import CallResult, ErrorCode, LockInfo, Outcome
+from suppliers.gateway import CallResult, ErrorCode, IssueInfo, LockInfo, Outcome
 
 
 @dataclass
@@ -22,6 +23,8 @@ class Box:
     failing: bool = False
     hold_s: float = 0.0
     locks: list[str] = field(default_factory=list)
+    issues: list[str] = field(default_factory=list)
+    issue_outcome: Outcome = Outcome.DONE
 
     async def lock(self, order_id: str, *_: Any) -> CallResult[LockInfo]:
         self.locks.append(order_id)
@@ -29,6 +32,13 @@ class Box:
         if self.failing:
             return CallResult(Outcome.FAILED, error=ErrorCode.HTTP_5XX, message="boom")
         return CallResult(Outcome.DONE, LockInfo(lock_ref=f"L-{order_id}"))
+
+    async def issue(self, order_id: str, *_: Any) -> CallResult[IssueInfo]:
+        self.issues.append(order_id)
+        await asyncio.sleep(self.hold_s)
+        if self.issue_outcome is Outcome.DONE:
+            return CallResult(Outcome.DONE, IssueInfo((), datetime(2026, 12, 2, tzinfo=UTC)))
+        return CallResult(self.issue_outcome, error=ErrorCode.TIMEOUT, message="no answer")
 
     async def aclose(self) -> None:
         pass
@@ -47,6 +57,9 @@ class ActorOf:
 
     async def lock_outcomes(self, records: list[LockRecord]) -> tuple[str, int]:
         return self.service.absorb_locks(records)
+
+    async def issue(self, order_id: str, *args: Any) -> CallResult[IssueInfo]:
+        raise AssertionError("a lane's issue does not go through the actor")
 
 
 def _lane(box: Box, *, failures: int = 3, slots: int = 8) -> tuple[SupplierLane, ActorOf]:
@@ -194,3 +207,37 @@ async def test_an_answer_older_than_a_suspicion_does_not_send_the_lane_direct() 
     lane.suspect()  # another host's lane saw a failure meanwhile
     await flushing
     assert lane.direct is False
+
+
+async def test_an_issue_goes_direct_and_is_counted_in_the_actors_statistics() -> None:
+    box = Box()
+    lane, actor = _lane(box)
+    lane.suspect()  # even while locks go through the actor: the breaker never refuses one
+    calls = actor.service.current_stats().calls
+    answers = await asyncio.gather(*(lane.issue(f"o{i}") for i in range(5)))
+    assert all(a.outcome is Outcome.DONE for a in answers)
+    assert box.issues == [f"o{i}" for i in range(5)]  # (ActorOf.issue would have raised)
+    await asyncio.sleep(0.15)  # (the batch)
+    stats = actor.service.current_stats()
+    assert (stats.calls, stats.done) == (calls + 5, 5)
+
+
+async def test_unknown_issues_are_counted_but_never_open_the_breaker() -> None:
+    box = Box(issue_outcome=Outcome.UNKNOWN)
+    lane, actor = _lane(box, failures=2)
+    await _lock(lane, "warm")  # (through the actor: the lane is direct now)
+    for i in range(4):
+        assert (await lane.issue(f"o{i}")).outcome is Outcome.UNKNOWN
+    await lane.flush()
+    stats = actor.service.current_stats()
+    assert (stats.unknown, stats.circuit) == (4, "closed")
+    assert lane.direct  # the batch's answer: no lock failed
+    assert (await _lock(lane, "o9")).outcome is Outcome.DONE
+
+
+async def test_an_issue_waits_for_a_slot_rather_than_answer_busy() -> None:
+    box = Box(hold_s=0.2)
+    lane, _ = _lane(box, slots=1)
+    lane._slot_wait_s = 0.05  # (a lock would give up after this)
+    answers = await asyncio.gather(*(lane.issue(f"o{i}") for i in range(3)))
+    assert [a.outcome for a in answers] == [Outcome.DONE] * 3
