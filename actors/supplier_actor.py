@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import heapq
 import logging
 import os
 import random
@@ -151,6 +152,12 @@ class SupplierHost:
         self._activating: dict[str, asyncio.Task[SupplierActor]] = {}
         self._known: dict[str, SupplierPlacement] = {}  # pool: the placements last read
         self._next_sync: dict[str, float] = {}  # pool: when each supplier's catalog is due
+        # ... the same as a heap, so a tick looks only at what is due (an entry the dict no
+        # longer holds at that time is stale and skipped).
+        self._sync_due: list[tuple[float, str]] = []
+        # pool: the suppliers that had an order call lately (a tick reads their feeds); a
+        # tick's work follows these, not the count of suppliers hosted.
+        self._recent: set[str] = set()
         self._idle_feeds: set[str] = set()  # pool: idle suppliers whose feeds are worth reading
         self._syncs = asyncio.Semaphore(4)
         self._jobs: set[asyncio.Task[Any]] = set()
@@ -216,7 +223,7 @@ class SupplierHost:
             self._known[supplier_id] = _placement(supplier, self._known.get(supplier_id))
             if supplier_id not in self._next_sync and supplier.status != RETIRED:
                 synced, _ = await self._catalog.sync_report(supplier_id)
-                self._next_sync[supplier_id] = self._due_at(synced)
+                self._sync_at(supplier_id, self._due_at(synced))
         return actor
 
     async def _use(self, supplier_id: str) -> SupplierActor:
@@ -224,7 +231,13 @@ class SupplierHost:
         every tick while it is)."""
         actor = await self._touch(supplier_id)
         actor.used_at = actor.touched_at
+        self._recent.add(supplier_id)
         return actor
+
+    def _sync_at(self, supplier_id: str, at: float) -> None:
+        """The supplier's catalog is due at `at` (monotonic)."""
+        self._next_sync[supplier_id] = at
+        heapq.heappush(self._sync_due, (at, supplier_id))
 
     async def _touch(self, supplier_id: str) -> SupplierActor:
         """The supplier's actor for any other call (ops, stock, stats)."""
@@ -275,7 +288,7 @@ class SupplierHost:
             sid for sid, p in placements.items() if pooled(p.replicas) and p.status != RETIRED
         }
         for sid in serving - self._next_sync.keys():
-            self._next_sync[sid] = self._due_at(placements[sid].last_sync_at)
+            self._sync_at(sid, self._due_at(placements[sid].last_sync_at))
         for sid in self._next_sync.keys() - serving:
             del self._next_sync[sid]
         for sid, actor in self._actors.items():
@@ -314,11 +327,13 @@ class SupplierHost:
         negotiations = [n for n in negotiations if self._mine(n.supplier_id)]
         releases = [r for r in releases if self._mine(r.supplier_id)]
         mono = time.monotonic()
-        feeds = {
-            sid
-            for sid, a in self._actors.items()
-            if a.in_use(mono, self._idle_s) and not a.retiring and self._serving(sid)
-        }
+        feeds: set[str] = set()
+        for sid in list(self._recent):
+            a = self._actors.get(sid)
+            if a is None or not a.in_use(mono, self._idle_s):
+                self._recent.discard(sid)  # (a call makes it recent again)
+            elif not a.retiring and self._serving(sid):
+                feeds.add(sid)
         if self._idle_feeds:  # idle suppliers' feeds, once per refresh
             feeds |= self._idle_feeds
             self._idle_feeds = set()
@@ -328,16 +343,19 @@ class SupplierHost:
             self._job(sid, "release", _releasing(due_r), self._release_later(due_r))
         for sid in feeds:
             self._job(sid, "feeds", _reading_feeds)
-        for sid, at in list(self._next_sync.items()):
-            if at <= mono and self._serving(sid):
-                active = sid in self._actors and self._actors[sid].in_use(mono, self._idle_s)
-                interval = (
-                    self._settings.catalog_sync_seconds
-                    if active
-                    else self._settings.idle_sync_seconds
-                )
-                self._next_sync[sid] = mono + interval
-                self._spawn(self._sync(sid))
+        while self._sync_due and self._sync_due[0][0] <= mono:
+            at, sid = heapq.heappop(self._sync_due)
+            if self._next_sync.get(sid) != at:
+                continue  # rescheduled since, or no longer this host's
+            if not self._serving(sid):
+                self._sync_at(sid, mono + 1.0)  # due still: looked at again in a second
+                continue
+            active = sid in self._actors and self._actors[sid].in_use(mono, self._idle_s)
+            interval = (
+                self._settings.catalog_sync_seconds if active else self._settings.idle_sync_seconds
+            )
+            self._sync_at(sid, mono + interval)
+            self._spawn(self._sync(sid))
 
     def _pooled_here(self) -> list[str]:
         return [sid for sid, p in self._known.items() if pooled(p.replicas)]
@@ -402,10 +420,10 @@ class SupplierHost:
                 # A supplier that cannot be read now is tried again soon, not a whole
                 # interval later (a catalog never pulled sells nothing meanwhile).
                 log.warning("catalog sync of %s failed: %r", supplier_id, exc)
-                if supplier_id in self._next_sync:
-                    self._next_sync[supplier_id] = min(
-                        self._next_sync[supplier_id], time.monotonic() + _SYNC_RETRY_S
-                    )
+                due = self._next_sync.get(supplier_id)
+                retry = time.monotonic() + _SYNC_RETRY_S
+                if due is not None and retry < due:
+                    self._sync_at(supplier_id, retry)
 
     def _spawn(self, job: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(job)

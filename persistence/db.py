@@ -28,6 +28,18 @@ async def again_if_dropped(op: Callable[[], Awaitable[T]]) -> T:
     return await op()
 
 
+def statement_reads(engine: AsyncEngine) -> AsyncEngine:
+    """The same engine (and pool) for reads of one statement each, run without a transaction
+    around them: on PostgreSQL a connection of the plain engine sends BEGIN before its first
+    statement and ROLLBACK when it is closed, two more round trips for a poll that reads one
+    row. Only for reads whose statements need no common snapshot: on PostgreSQL's READ
+    COMMITTED each statement takes its own snapshot inside a transaction too. (SQLite, with no
+    round trips to save, keeps its transactions and the one snapshot they give.)"""
+    if engine.dialect.name == "sqlite":
+        return engine
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 

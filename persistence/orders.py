@@ -22,7 +22,7 @@ from domain.identity import AttendeeLimit
 from domain.negotiation import OPEN_NEGOTIATION, NegotiationStatus
 from domain.order import DeliveryMethod, HistoryEntry, IssuedTicket, Order
 from domain.status import DeliveryStatus, OrderStatus
-from persistence.db import again_if_dropped
+from persistence.db import again_if_dropped, statement_reads
 from persistence.identity import IdentityVault
 from persistence.ledger import insert_ignore, write_flow_rows
 from persistence.order_rows import MovePlan, OpenNegotiation, plan_move
@@ -111,6 +111,8 @@ class OrderRepository:
         on PostgreSQL through asyncpg); False writes every move as a transaction of
         SQLAlchemy statements, as on SQLite (the benchmark's baseline)."""
         self._engine = engine
+        # An order's reads: each statement alone (its own actor is its only writer).
+        self._reads = statement_reads(engine)
         self._tz = tz  # the platform's time zone: flows are booked into its calendar days
         self._vault = vault  # real-name attendees: sealed on the row, claimed by keyed hash
         if one_statement is None:
@@ -133,7 +135,7 @@ class OrderRepository:
 
     async def get(self, order_id: str) -> Order | None:
         key = {"b_id": order_id}
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             row = (await conn.execute(_SELECT_ORDER, key)).first()
             if row is None:
                 return None
@@ -147,7 +149,7 @@ class OrderRepository:
         ids = list(dict.fromkeys(order_ids))
         if not ids:
             return []
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             rows = (await conn.execute(select(orders).where(orders.c.id.in_(ids)))).all()
             hist_rows = (
                 await conn.execute(
@@ -297,7 +299,7 @@ class OrderRepository:
 
     async def exists(self, order_id: str) -> bool:
         """Is there an order with this id (one indexed read)?"""
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             return (await conn.execute(_ORDER_EXISTS, {"b_id": order_id})).first() is not None
 
     async def _exists(self, order: Order) -> bool:
@@ -310,7 +312,7 @@ class OrderRepository:
                 ),
             )
         )
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             return (await conn.execute(q)).first() is not None
 
     async def save(self, order: Order) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.partitions import PARTITIONS, Assignment, balanced, check_hosts, initial
+from persistence.db import statement_reads
 from persistence.tables import order_host_plan, order_partitions
 
 _PLAN_ID = 1
@@ -35,6 +36,7 @@ class ScalingInProgress(Exception):
 class PartitionRepository:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._reads = statement_reads(engine)  # (the version poll: one row, often)
 
     async def ensure(self, hosts: int) -> Assignment:
         """The assignment; a database that has none gets one over `hosts` hosts (its first
@@ -62,7 +64,7 @@ class PartitionRepository:
 
     async def version(self) -> int | None:
         """The assignment's version (one row read): what routers poll."""
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             v = await conn.scalar(
                 select(order_host_plan.c.version).where(order_host_plan.c.id == _PLAN_ID)
             )

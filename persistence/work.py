@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.negotiation import NegotiationKind, NegotiationStatus
 from domain.status import OrderStatus
+from persistence.db import statement_reads
 from persistence.ledger import insert_ignore
 from persistence.tables import (
     negotiations,
@@ -169,6 +170,7 @@ def _chunks(ids: Sequence[str], size: int = 500) -> list[list[str]]:
 class WorkRepository:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._reads = statement_reads(engine)  # (every read here: polled by every host)
 
     # -- negotiations ------------------------------------------------------------------
     async def due_negotiations(
@@ -184,7 +186,7 @@ class WorkRepository:
             .order_by(negotiations.c.next_poll_at)
             .limit(limit)
         )
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             return [_negotiation(r) for r in (await conn.execute(q)).all()]
 
     async def due_negotiations_pooled(
@@ -212,7 +214,7 @@ class WorkRepository:
 
     async def negotiations_of(self, order_id: str) -> list[Negotiation]:
         q = select(negotiations).where(negotiations.c.order_id == order_id)
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             return [_negotiation(r) for r in (await conn.execute(q)).all()]
 
     async def record_poll(
@@ -244,7 +246,7 @@ class WorkRepository:
     async def count_negotiations(self, supplier_id: str) -> dict[str, int]:
         q = select(negotiations.c.status).where(negotiations.c.supplier_id == supplier_id)
         counts = {s.value: 0 for s in NegotiationStatus}
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             for (status,) in (await conn.execute(q)).all():
                 counts[status] = counts.get(status, 0) + 1
         return counts
@@ -259,7 +261,7 @@ class WorkRepository:
             .group_by(c.kind, c.status)
         )
         counts = {(k.value, s): 0 for k in NegotiationKind for s in (_ACTIVE, _FLAGGED)}
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             for kind, status, n in (await conn.execute(q)).all():
                 counts[(kind, status)] = int(n)
         return counts
@@ -278,7 +280,7 @@ class WorkRepository:
             .order_by(releases.c.next_attempt_at)
             .limit(limit)
         )
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             return [PendingRelease(*r) for r in (await conn.execute(q)).all()]
 
     async def due_releases_pooled(
@@ -319,7 +321,7 @@ class WorkRepository:
             [None] if supplier_ids is None else list(_chunks(supplier_ids))
         )
         found: list[Any] = []
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             for chunk in chunks:
                 params: dict[str, Any] = {"b_now": now, "b_per": per_supplier}
                 if chunk is None:
@@ -351,7 +353,7 @@ class WorkRepository:
             )
             .distinct()
         )
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             found = {r[0] for r in (await conn.execute(q)).all()}
         return found & set(supplier_ids)
 
@@ -372,7 +374,7 @@ class WorkRepository:
             )
 
     async def release_of(self, order_id: str) -> dict[str, Any] | None:
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             row = (
                 await conn.execute(select(releases).where(releases.c.order_id == order_id))
             ).first()
@@ -434,7 +436,7 @@ class WorkRepository:
             .order_by(ranked.c.head_at, ranked.c.order_id, ranked.c.id)
             .limit(limit)
         )
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             return [OutboxMessage(*r) for r in (await conn.execute(q)).all()]
 
     async def lease_callback(self, message: OutboxMessage, now: datetime, until: datetime) -> bool:
@@ -484,7 +486,7 @@ class WorkRepository:
         q = select(c.status, func.count()).where(c.status.in_((_PENDING, _DEAD)))
         if shards is not None:
             q = q.where(c.shard.in_(sorted(shards)))
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             found = {status: int(n) for status, n in (await conn.execute(q.group_by(c.status)))}
         return found.get(_PENDING, 0), found.get(_DEAD, 0)
 
@@ -508,7 +510,7 @@ class WorkRepository:
                 or_(c.created_at > after[0], and_(c.created_at == after[0], c.id > after[1]))
             )
         q = q.order_by(c.created_at, c.id).limit(limit)
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             return [dict(r._mapping) for r in (await conn.execute(q)).all()]
 
     async def redeliver_callback(self, message_id: int, now: datetime) -> str | None:
@@ -532,12 +534,12 @@ class WorkRepository:
 
     async def callbacks_of(self, order_id: str) -> list[dict[str, Any]]:
         q = select(outbox).where(outbox.c.order_id == order_id).order_by(outbox.c.id)
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             return [dict(r._mapping) for r in (await conn.execute(q)).all()]
 
     # -- supplier refunds and feed cursors ---------------------------------------------
     async def supplier_refund_of(self, order_id: str) -> dict[str, Any] | None:
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             row = (
                 await conn.execute(
                     select(supplier_refunds).where(supplier_refunds.c.order_id == order_id)
@@ -549,7 +551,7 @@ class WorkRepository:
         q = select(suppliers.c.refund_feed_seq, suppliers.c.delivery_feed_seq).where(
             suppliers.c.id == supplier_id
         )
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             row = (await conn.execute(q)).first()
         return (0, 0) if row is None else (int(row[0]), int(row[1]))
 
@@ -605,7 +607,7 @@ class WorkRepository:
             .order_by(func.max(supplier_events.c.attempts), func.min(supplier_events.c.id))
             .limit(orders)
         )
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             order_ids = [r[0] for r in (await conn.execute(chosen)).all()]
             if not order_ids:
                 return []
@@ -658,7 +660,7 @@ class WorkRepository:
         q = select(suppliers.c.poll_interval_override_ms, suppliers.c.give_up_override_ms).where(
             suppliers.c.id == supplier_id
         )
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             row = (await conn.execute(q)).first()
         return (None, None) if row is None else (row[0], row[1])
 

@@ -34,7 +34,7 @@ from domain.signing import KeyType
 from domain.status import DeliveryStatus, OrderStatus
 from persistence.accounts import ADMIN, DISTRIBUTOR, AccountRepository
 from persistence.catalog import CatalogRepository, catalog_id
-from persistence.db import make_engine
+from persistence.db import make_engine, statement_reads
 from persistence.migrate import alembic_config, upgrade_async
 from persistence.nonces import DbNonceStore
 from persistence.orders import OrderRepository, StaleOrder
@@ -1297,3 +1297,27 @@ async def drop_every_connection(repo: OrderRepository, order_id: str, url: str) 
     await asyncio.gather(*(repo.get(order_id) for _ in range(6)))
     dropped = await terminate_connections(url)
     assert dropped >= 1
+
+
+async def test_statement_reads_run_each_statement_alone_on_postgresql(
+    engine: AsyncEngine,
+) -> None:
+    """`statement_reads`: no transaction around a poll's statement on PostgreSQL (two round
+    trips less); SQLite keeps the engine, and the one snapshot its transactions give. Both
+    read what was committed."""
+    reads = statement_reads(engine)
+    if engine.dialect.name == "sqlite":
+        assert reads is engine
+        return
+    xact = text("SELECT pg_current_xact_id()::text")
+    async with engine.connect() as conn:  # one transaction: the same id twice
+        assert await conn.scalar(xact) == await conn.scalar(xact)
+    async with reads.connect() as conn:  # each statement its own
+        assert await conn.scalar(xact) != await conn.scalar(xact)
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE probe (n int)"))
+        await conn.execute(text("INSERT INTO probe VALUES (7)"))
+    async with reads.connect() as conn:
+        assert await conn.scalar(text("SELECT n FROM probe")) == 7
+    async with engine.connect() as conn:  # the pool's connection is back to transactions
+        assert await conn.scalar(xact) == await conn.scalar(xact)
