@@ -43,6 +43,8 @@ class SupplierDirectory(Protocol):
 
 async def _close_later(lane: SupplierLane, after_s: float) -> None:
     await asyncio.sleep(after_s)
+    while lane.calls:  # (an issue waits as long as the supplier takes)
+        await asyncio.sleep(0.1)
     await lane.aclose()
 
 

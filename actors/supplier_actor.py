@@ -255,7 +255,7 @@ class SupplierHost:
                 sid not in self._letting_go
                 and now - actor.touched_at >= idle
                 and not actor.busy
-                and not actor.current_stats().in_flight
+                and not actor.calls_open
             ):
                 await self._deactivate(sid)
 
@@ -621,7 +621,7 @@ class SupplierHost:
             if self._config.supplier_id is not None:
                 self._closing = True  # no new call from here on
             # No await between the last look at the calls in flight and letting it go.
-            while actor.current_stats().in_flight or actor.busy:
+            while actor.calls_open or actor.busy:
                 await asyncio.sleep(0.05)
             if self._actors.get(supplier_id) is actor:  # (not a newer activation)
                 del self._actors[supplier_id]

@@ -16,9 +16,9 @@ directly, while the supplier's actor stays the one home of everything else:
   fails fast while open and lets its one probe through, exactly as without lanes; the lane
   calls directly again once a lock through the actor succeeded (the breaker closed) or a
   batch's answer says so. An issue is never refused by the breaker, so it is always direct.
-- **Limits.** A lane holds at most `max_concurrency` calls in flight (the supplier's limit
-  shared among the order hosts); a lock answers `busy` after `slot_wait_s` without a slot, an
-  issue waits its turn.
+- **Limits.** A lane holds at most `max_concurrency` locks in flight (the supplier's limit
+  shared among the order hosts), and as many issues, in slots of their own; a lock answers
+  `busy` after `slot_wait_s` without a slot, an issue waits its turn.
 
 An issue in flight dies with its order host, as a lock does: the order is `FIXING` on disk,
 and the host that takes the order over finds it by its sweep and asks the supplier what
@@ -64,6 +64,10 @@ class SupplierLane:
         self._gateway = gateway
         self._actor = actor
         self._slots = asyncio.Semaphore(max(1, max_concurrency))
+        # Issues have slots of their own: a slow issue (the buyer has paid, it waits as long
+        # as it takes) never holds a lock back until it answers busy.
+        self._issue_slots = asyncio.Semaphore(max(1, max_concurrency))
+        self.calls = 0  # direct calls in flight: the lane is not closed under them
         self._slot_wait_s = slot_wait_s
         self._flush_s = flush_s
         self._pending: list[LockRecord] = []
@@ -108,9 +112,11 @@ class SupplierLane:
         if not await take_slot(self._slots, self._slot_wait_s):
             return busy()
         started = time.perf_counter()
+        self.calls += 1
         try:
             result = await self._gateway.lock(order_id, session_ref, tier_ref, quantity, attendees)
         finally:
+            self.calls -= 1
             self._slots.release()
         self._pending.append(
             LockRecord(
@@ -157,9 +163,13 @@ class SupplierLane:
         """Always direct: the breaker never refuses an issue (the buyer has paid), so there is
         nothing for the actor to decide; it waits for a slot as long as it takes."""
         self.used_at = time.monotonic()
-        async with self._slots:
-            started = time.perf_counter()
-            result = await self._gateway.issue(order_id, attendees)
+        self.calls += 1
+        try:
+            async with self._issue_slots:
+                started = time.perf_counter()
+                result = await self._gateway.issue(order_id, attendees)
+        finally:
+            self.calls -= 1
         self._pending.append(
             LockRecord(
                 result.outcome,

@@ -82,6 +82,12 @@ class SupplierService:
         self._overrides: tuple[int | None, int | None] = (None, None)
         self._last_failure_at = 0.0  # wall clock of the last lock failure the breaker counted
 
+    @property
+    def calls_open(self) -> bool:
+        """Is a call on the wire, or an issue or refund waiting for a slot? (Such an actor
+        is not let go: a query after it would no longer know of the command.)"""
+        return self._in_flight > 0 or bool(self._pending)
+
     def set_overrides(self, interval_ms: int | None, give_up_ms: int | None) -> None:
         self._overrides = (interval_ms, give_up_ms)
 

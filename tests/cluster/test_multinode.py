@@ -382,6 +382,10 @@ async def test_a_node_lost_while_orders_flow_loses_no_order(
     assert set(flow.fixed) <= {o for o, s in listed.items() if s == "FIXED"}
     assert all(calls.get(o, {}).get("issue", 0) <= 1 for o in listed), "issued twice"
     assert all(calls[o]["issue"] == 1 for o, s in listed.items() if s == "FIXED")
+    # No fault is injected at the supplier: an issue that reached it was issued, so an order
+    # that ended otherwise never had one reach it (a poll that overtook its issue would
+    # have canceled an issued order).
+    assert all(calls.get(o, {}).get("issue", 0) == 0 for o, s in listed.items() if s != "FIXED")
 
     # Flows (docs/design.md, "Flows"): each order carries exactly the flows of its status,
     # each once: a receivable from LOCKED on, reversed by CANCELED; a settlement once FIXED.

@@ -46,6 +46,17 @@ async def _all_fixed(client: AsyncSignedClient, ids: list[str]) -> list[dict[str
     return await eventually(probe, lambda os: all(o["status"] == "FIXED" for o in os), timeout=60)
 
 
+async def _issues_reached_the_supplier(sandbox_admin: Any, ids: list[str]) -> None:
+    """Every order FIXING, its issue call hanging at the supplier (which counts a call as it
+    arrives)."""
+
+    def arrived() -> bool:
+        calls = sandbox_admin.order_calls()
+        return all(calls.get(i, {}).get("issue", 0) == 1 for i in ids)
+
+    await eventually(lambda: asyncio.to_thread(arrived), bool, timeout=5, every=0.05)
+
+
 async def _wait_alive(actor: OrderHostCalls | SupplierActorCalls) -> None:
     async def ping() -> bool:
         try:
@@ -91,7 +102,7 @@ async def test_sigkill_of_the_supplier_pool_host_leaves_issues_in_flight_alone(
     actor = running_supplier_actor(platform.config, world.supplier_id)
     pid = await actor.pid()
     issuing = asyncio.ensure_future(_issue_all(client_a, ids))
-    await asyncio.sleep(0.5)  # every order is FIXING, its issue call hanging at the supplier
+    await _issues_reached_the_supplier(sandbox_admin, ids)
     os.kill(pid, signal.SIGKILL)
     replies = await issuing
     sandbox_admin.set_faults({})
@@ -127,7 +138,7 @@ async def test_sigkill_of_the_supplier_actor_during_fixing(
         replicas = [running_supplier_actor(platform.config, world.supplier_id, r) for r in (0, 1)]
         pids = [await a.pid() for a in replicas]
         issuing = asyncio.ensure_future(_issue_all(client_a, ids))
-        await asyncio.sleep(0.5)
+        await _issues_reached_the_supplier(sandbox_admin, ids)
         for pid in pids:
             os.kill(pid, signal.SIGKILL)
         replies = await issuing

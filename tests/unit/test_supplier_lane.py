@@ -241,3 +241,35 @@ async def test_an_issue_waits_for_a_slot_rather_than_answer_busy() -> None:
     lane._slot_wait_s = 0.05  # (a lock would give up after this)
     answers = await asyncio.gather(*(lane.issue(f"o{i}") for i in range(3)))
     assert [a.outcome for a in answers] == [Outcome.DONE] * 3
+
+
+async def test_an_issue_in_flight_never_makes_a_lock_answer_busy() -> None:
+    box = Box(hold_s=0.3)
+    lane, _ = _lane(box, slots=1)
+    lane._slot_wait_s = 0.05
+    await _lock(lane, "warm")  # (through the actor: the lane is direct now)
+    issuing = asyncio.ensure_future(lane.issue("o1"))
+    await asyncio.sleep(0.01)
+    assert lane.calls == 1
+    assert (await _lock(lane, "o2")).outcome is Outcome.DONE  # its own slot, not busy
+    assert (await issuing).outcome is Outcome.DONE
+    assert lane.calls == 0
+
+
+async def test_a_lane_let_go_is_closed_only_once_its_issue_has_answered() -> None:
+    from actors.directory import _close_later
+
+    closed: list[bool] = []
+
+    class Closing(Box):
+        async def aclose(self) -> None:
+            closed.append(True)
+
+    box = Closing(hold_s=0.4)
+    lane, _ = _lane(box)
+    issuing = asyncio.ensure_future(lane.issue("o1"))
+    await asyncio.sleep(0.01)
+    await _close_later(lane, 0.0)
+    assert issuing.done()  # the close waited for the issue's answer
+    assert len(closed) == 1
+    assert (await issuing).outcome is Outcome.DONE
