@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 from actors.interfaces import LockRecord, SupplierActorCalls
 from actors.supplier_service import busy, take_slot
@@ -118,16 +119,21 @@ class SupplierLane:
         finally:
             self.calls -= 1
             self._slots.release()
-        self._pending.append(
-            LockRecord(
-                result.outcome, result.error, (time.perf_counter() - started) * 1000.0, time.time()
-            )
-        )
+        self._note(result, started, "lock")
         if breaks_circuit(result.outcome, result.error):
             await self.flush()  # at once, after those before it: the breaker counts in order
-        elif self._flushing is None:
-            self._flushing = asyncio.ensure_future(self._flush_later())
+        else:
+            self._flush_soon()
         return result
+
+    def _note(self, result: CallResult[Any], started: float, op: str) -> None:
+        """A direct call's outcome and latency, for the actor's statistics."""
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        self._pending.append(LockRecord(result.outcome, result.error, latency_ms, time.time(), op))
+
+    def _flush_soon(self) -> None:
+        if self._flushing is None:
+            self._flushing = asyncio.ensure_future(self._flush_later())
 
     async def _flush_later(self) -> None:
         try:
@@ -170,17 +176,8 @@ class SupplierLane:
                 result = await self._gateway.issue(order_id, attendees)
         finally:
             self.calls -= 1
-        self._pending.append(
-            LockRecord(
-                result.outcome,
-                result.error,
-                (time.perf_counter() - started) * 1000.0,
-                time.time(),
-                op="issue",
-            )
-        )
-        if self._flushing is None:
-            self._flushing = asyncio.ensure_future(self._flush_later())
+        self._note(result, started, "issue")
+        self._flush_soon()
         return result
 
     # -- everything else goes through the supplier's actor -----------------------------------
