@@ -10,6 +10,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+from actors.channel import ChannelAddress
 from actors.config import SupplierActorConfig
 from domain.identity import Attendee
 from domain.negotiation import NegotiationKind, PollingPolicy
@@ -100,6 +101,9 @@ class OrderHostCalls(Protocol):
         self, order_id: str, supplier_id: str, status: str
     ) -> EventResult: ...
 
+    # the host's channel (`actors.channel`), where the calls of `ORDER_CALLS` go too
+    async def channel(self) -> ChannelAddress: ...
+
     # ops, tools and tests
     async def sweep_now(self) -> dict[str, str]: ...
     async def deliver_callbacks_now(self) -> int: ...
@@ -111,6 +115,23 @@ class OrderHostCalls(Protocol):
     async def ping(self) -> bool: ...
     async def pid(self) -> int: ...
     async def node_id(self) -> str: ...
+
+
+# The calls of one order, routed to the host owning its partition (`actors.routing`): they
+# go over the host's channel rather than as Ray calls.
+ORDER_CALLS = frozenset(
+    {
+        "create",
+        "get",
+        "issue",
+        "cancel",
+        "refund",
+        "operator_resolve",
+        "negotiation_answer",
+        "supplier_refunded",
+        "delivery_update",
+    }
+)
 
 
 # -- supplier actors -----------------------------------------------------------------------

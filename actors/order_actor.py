@@ -25,10 +25,12 @@ import ray
 
 from actors import metrics
 from actors.callbacks import CallbackCourier
+from actors.channel import ChannelAddress, ChannelServer
 from actors.config import PlatformConfig
 from actors.directory import RaySupplierDirectory, SupplierDirectory
 from actors.interfaces import (
     MISSING,
+    ORDER_CALLS,
     CreateOrder,
     EventOutcome,
     EventResult,
@@ -677,6 +679,10 @@ class OrderHost(OrderHostCore):
         ]
         if index == 0:  # one host deletes attendees past their retention, hourly
             self._tasks.append(loop.create_task(every(3600.0, self._purge_attendees)))
+        # The orders' calls come over the channel too (most of them: `actors.routing`).
+        self._channel = ChannelServer(self, ORDER_CALLS)
+        node_ip = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
+        self._channel_address = await self._channel.start(node_ip)
 
     # -- the assignment ------------------------------------------------------------------
     def _apply(self, assignment: Assignment) -> None:
@@ -774,6 +780,9 @@ class OrderHost(OrderHostCore):
         self.passivate_idle()
         self._lanes.drop_idle_lanes(self._lane_idle_s)
 
+    async def channel(self) -> ChannelAddress:
+        return self._channel_address
+
     async def sweep_now(self) -> dict[str, str]:
         return await self.sweep(self._abandoned_after)
 
@@ -787,6 +796,7 @@ class OrderHost(OrderHostCore):
             "partitions": len(self._partitions or ()),
             "leaving": len(self._leaving),
             "assignment_version": self._version,
+            "channel_calls": self._channel.calls,
         }
 
     async def rss_bytes(self) -> int:

@@ -27,8 +27,9 @@ from typing import Any, cast
 
 import ray
 
+from actors.channel import ChannelClient, ChannelLost
 from actors.config import PlatformConfig
-from actors.interfaces import OrderHostCalls, SupplierActorCalls, SupplierHostCalls
+from actors.interfaces import ORDER_CALLS, OrderHostCalls, SupplierActorCalls, SupplierHostCalls
 from actors.remote import ActorRole, ActorUnavailable, bound, typed
 from domain.ids import stable_shard
 from domain.partitions import Assignment, NotOwned
@@ -80,7 +81,11 @@ class OrderHosts:
     it but the first), so a router learns a change within a second; a call refused by a host
     that no longer owns the partition (`NotOwned`), or sent to a host that is not running
     yet, is routed again on a fresh read, backing off, for up to `retry_s`, then fails as
-    the host being unavailable (the API's 503 order_host_unavailable)."""
+    the host being unavailable (the API's 503 order_host_unavailable).
+
+    An order's calls (`ORDER_CALLS`) go over the host's channel (`actors.channel`), one
+    connection per host, opened on first use with the address the host gives by a Ray call
+    and opened again once lost; they fail as a Ray call to the host would."""
 
     def __init__(
         self,
@@ -99,6 +104,8 @@ class OrderHosts:
         self._refreshing: asyncio.Task[Assignment] | None = None
         self._handles: dict[int, OrderHostCalls] = {}
         self._actor_ids: dict[int, Any] = {}
+        # Per host: the actor the channel was opened to, and the channel (or its opening).
+        self._channels: dict[int, tuple[Any, asyncio.Task[ChannelClient]]] = {}
         self.rerouted = 0  # calls routed again (tests and benchmarks read it)
 
     def host(self, index: int) -> OrderHostCalls:
@@ -180,7 +187,10 @@ class OrderHosts:
             used = self._actor_ids.get(index)
             if host is not None:
                 try:
-                    return await getattr(host, method)(*args)
+                    if method not in ORDER_CALLS:
+                        return await getattr(host, method)(*args)
+                    channel = await self._channel(index, used, host, method)
+                    return await channel.call(method, args)
                 except NotOwned:
                     pass
                 except ActorUnavailable as exc:
@@ -202,6 +212,38 @@ class OrderHosts:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.2)
             fresh = True
+
+    async def _channel(
+        self, index: int, used: Any, host: OrderHostCalls, method: str
+    ) -> ChannelClient:
+        """Host `index`'s channel (the actor `used`): the one open, or a new one (many calls
+        wait for one opening)."""
+        entry = self._channels.get(index)
+        if entry is None or entry[0] != used or _spent(entry[1]):
+            opening = asyncio.ensure_future(_open_channel(host))
+            opening.add_done_callback(_retrieved)
+            entry = self._channels[index] = (used, opening)
+        try:
+            return await asyncio.shield(entry[1])
+        except ChannelLost:
+            raise ActorUnavailable(ActorRole.ORDER_HOST, method, None) from None
+
+
+async def _open_channel(host: OrderHostCalls) -> ChannelClient:
+    return await ChannelClient.connect(await host.channel(), ActorRole.ORDER_HOST)
+
+
+def _spent(opening: asyncio.Task[ChannelClient]) -> bool:
+    """Whether a channel's opening failed, or the channel it opened was lost since."""
+    if not opening.done():
+        return False
+    return opening.cancelled() or opening.exception() is not None or opening.result().lost
+
+
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    """(A failed opening is seen by the calls waiting for it; none may be left.)"""
+    if not task.cancelled():
+        task.exception()
 
 
 def _logged(task: asyncio.Task[Assignment]) -> None:

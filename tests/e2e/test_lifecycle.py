@@ -128,6 +128,22 @@ async def issues_asked_of_hosts(platform: RunningPlatform) -> int:
     return sum(s["issues_asked"] for s in stats)
 
 
+async def test_an_orders_calls_reach_its_host_over_the_hosts_channel(
+    world: World, client_a: AsyncSignedClient, platform: RunningPlatform
+) -> None:
+    async def channel_calls() -> int:
+        stats = await asyncio.gather(*(h.stats() for h in platform.hosts))
+        return sum(s["channel_calls"] for s in stats)
+
+    before = await channel_calls()
+    order = await fixed_order(world, client_a)
+    r = await client_a.request("GET", f"/v1/orders/{order['id']}")
+    assert r.json()["status"] == "FIXED"
+    # create, issue and get: three calls, each over the channel (other lifecycles of tests
+    # running beside this one may add theirs).
+    assert await channel_calls() - before >= 3
+
+
 async def test_50_concurrent_identical_creates_make_one_order_and_one_lock(
     world: World, client_a: AsyncSignedClient, sandbox_admin: Any
 ) -> None:
