@@ -9,8 +9,14 @@ call as a frame on a socket the two processes keep open costs about 0.06 ms on e
 So an order host serves its orders' calls (`ORDER_CALLS`) on a channel too. Ray still
 starts, places and restarts the host; the host's address, port and a 32-byte token, made
 anew by each incarnation, are had from the host by a Ray call (`OrderHostCalls.channel`),
-which Ray authenticates. A caller connects, sends the token, and then any number of calls
-go both ways at once, each with an id, answered in the order they finish.
+so whoever may call the host through Ray may call it here, and no one else. A caller
+connects, sends the token, and then any number of calls go both ways at once, each with an
+id, answered in the order they finish. (The frames are not encrypted, Ray's TLS or not: the
+channel is for a cluster's own network, as Ray's ports are.)
+
+A peer that dies without closing its end (its node lost, the network cut) is found by TCP
+keepalive and a user timeout on both ends, in about `DEAD_PEER_S`: the calls in flight then
+fail as unreachable, as Ray's would once it noticed the node gone.
 
 What a caller sees is what `actors.remote` gives for a Ray call:
 - the answer;
@@ -21,9 +27,10 @@ What a caller sees is what `actors.remote` gives for a Ray call:
   new incarnation listens elsewhere). As with a Ray call, such a call may or may not have
   run; every order move is one compare-and-set transaction, so asking again is safe.
 
-Frames are a header (length, call id, kind) and a pickle. Both ends refuse a frame longer
-than `MAX_FRAME` by dropping the connection; the server reads nothing from a connection
-before its token, and only names a call of its list.
+Frames are a header (length, call id, kind) and a pickle. Neither end sends a frame longer
+than `MAX_FRAME` (that call alone fails) and both drop a connection that sends one; the
+server reads nothing from a connection before its token, only names a call of its list, and
+reads no more calls from a connection while `MAX_IN_FLIGHT` of its calls run.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import itertools
 import logging
 import pickle
 import secrets
+import socket
 import struct
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -48,12 +56,16 @@ log = logging.getLogger(__name__)
 MAGIC = b"SDCH1"
 TOKEN_BYTES = 32
 MAX_FRAME = 32 * 1024 * 1024
+MAX_IN_FLIGHT = 4096
 HANDSHAKE_TIMEOUT_S = 10.0
+CONNECT_TIMEOUT_S = 5.0
+DEAD_PEER_S = 10
 _HEADER = struct.Struct("!IQB")  # payload length, call id, kind
 
 # Kinds of frame. A call: pickle((method, args)). Its answer: the value's pickle, the
-# exception's pickle, or (when either could not be pickled) a message.
-_CALL, _VALUE, _RAISED, _BROKEN = 0, 1, 2, 3
+# exception's pickle, a message (when either could not be pickled, or the call is not
+# served), or word that the call was cancelled in the host (it is stopping).
+_CALL, _VALUE, _RAISED, _BROKEN, _LOST = 0, 1, 2, 3, 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +91,40 @@ def _frame(call_id: int, kind: int, payload: bytes) -> bytes:
     return _HEADER.pack(len(payload), call_id, kind) + payload
 
 
+def _pickled(value: Any) -> bytes:
+    """`value`'s pickle, or ChannelError when it has none or it would not fit a frame."""
+    try:
+        out = pickle.dumps(value, protocol=5)
+    except Exception as exc:
+        raise ChannelError(f"not picklable: {exc!r}"[:2000]) from exc
+    if len(out) > MAX_FRAME:
+        raise ChannelError(f"{len(out)} bytes pickled, past a frame's {MAX_FRAME}")
+    return out
+
+
+def _message(call_id: int, text: str) -> bytes:
+    return _frame(call_id, _BROKEN, text[:2000].encode())
+
+
+def _tune(writer: asyncio.StreamWriter) -> None:
+    """Find a dead peer in about DEAD_PEER_S (keepalive probes, and a user timeout on data
+    sent and never acknowledged)."""
+    sock: socket.socket | None = writer.get_extra_info("socket")
+    if sock is None:
+        return
+    options = (
+        (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPIDLE", None), DEAD_PEER_S // 2),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPINTVL", None), 1),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPCNT", None), DEAD_PEER_S // 2),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_USER_TIMEOUT", None), DEAD_PEER_S * 1000),
+    )
+    for level, option, value in options:
+        if option is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(level, option, value)
+
+
 async def _read_frame(reader: asyncio.StreamReader) -> tuple[int, int, bytes]:
     length, call_id, kind = _HEADER.unpack(await reader.readexactly(_HEADER.size))
     if length > MAX_FRAME:
@@ -88,9 +134,9 @@ async def _read_frame(reader: asyncio.StreamReader) -> tuple[int, int, bytes]:
 
 def _raised(call_id: int, exc: Exception) -> bytes:
     try:
-        return _frame(call_id, _RAISED, pickle.dumps(exc, protocol=5))
-    except Exception as bad:
-        return _frame(call_id, _BROKEN, f"{exc!r} (not picklable: {bad!r})"[:2000].encode())
+        return _frame(call_id, _RAISED, _pickled(exc))
+    except ChannelError as bad:
+        return _message(call_id, f"{exc!r} ({bad})")
 
 
 class ChannelServer:
@@ -119,6 +165,8 @@ class ChannelServer:
                 await self._server.wait_closed()
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        _tune(writer)
+        room = asyncio.Semaphore(MAX_IN_FLIGHT)
         try:
             hello = await asyncio.wait_for(
                 reader.readexactly(len(MAGIC) + TOKEN_BYTES), HANDSHAKE_TIMEOUT_S
@@ -129,6 +177,7 @@ class ChannelServer:
                 log.warning("a channel connection with a wrong token was closed")
                 return
             while True:
+                await room.acquire()  # (released as each call is answered)
                 call_id, kind, payload = await _read_frame(reader)
                 if kind != _CALL:
                     raise ChannelError(f"a frame of kind {kind} where a call was expected")
@@ -137,7 +186,8 @@ class ChannelServer:
                 )
                 self._running.add(task)
                 task.add_done_callback(self._running.discard)
-        except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
+                task.add_done_callback(lambda _: room.release())
+        except (asyncio.IncompleteReadError, OSError, TimeoutError):
             pass  # the caller went away (or never said who it is)
         except ChannelError as exc:
             log.warning("a channel connection was closed: %s", exc)
@@ -153,28 +203,27 @@ class ChannelServer:
             self.calls += 1
             fn = getattr(self._target, method)
         except Exception as exc:
-            out = _frame(call_id, _BROKEN, f"{type(exc).__name__}: {exc}"[:2000].encode())
+            out = _message(call_id, f"{type(exc).__name__}: {exc}")
         else:
             try:
                 value = await fn(*args)
             except asyncio.CancelledError:
-                # (The host is stopping, or the call was cancelled inside: either way the
-                # caller must not wait for an answer that will never come.)
+                # The host is stopping (or the call was cancelled inside it): the caller
+                # must not wait for an answer that will never come.
                 if not writer.is_closing():
-                    writer.write(_frame(call_id, _BROKEN, b"the call was cancelled"))
+                    writer.write(_frame(call_id, _LOST, b""))
                 raise
             except Exception as exc:
                 out = _raised(call_id, exc)
             else:
                 try:
-                    out = _frame(call_id, _VALUE, pickle.dumps(value, protocol=5))
-                except Exception as bad:
-                    what = f"the answer could not be pickled: {bad!r}"[:2000]
-                    out = _frame(call_id, _BROKEN, what.encode())
+                    out = _frame(call_id, _VALUE, _pickled(value))
+                except ChannelError as bad:
+                    out = _message(call_id, f"the answer: {bad}")
         if writer.is_closing():
             return
         writer.write(out)
-        with contextlib.suppress(ConnectionError):
+        with contextlib.suppress(OSError):
             await writer.drain()
 
 
@@ -196,9 +245,12 @@ class ChannelClient:
     async def connect(cls, address: ChannelAddress, role: ActorRole) -> ChannelClient:
         """Connected to `address` (ChannelLost if nothing listens there)."""
         try:
-            reader, writer = await asyncio.open_connection(address.host, address.port)
-        except OSError as exc:
-            raise ChannelLost(f"{role} channel at {address.host}:{address.port}: {exc}") from exc
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                reader, writer = await asyncio.open_connection(address.host, address.port)
+        except (OSError, TimeoutError) as exc:
+            what = f"{role} channel at {address.host}:{address.port}: {exc!r}"
+            raise ChannelLost(what) from exc
+        _tune(writer)
         writer.write(MAGIC + address.token)
         return cls(role, reader, writer)
 
@@ -210,9 +262,9 @@ class ChannelClient:
         if self._lost:
             raise ActorUnavailable(self._role, method, None)
         try:
-            payload = pickle.dumps((method, args), protocol=5)
-        except Exception as exc:
-            raise ActorUnavailable(self._role, method, ChannelError(repr(exc))) from exc
+            payload = _pickled((method, args))
+        except ChannelError as exc:
+            raise ActorUnavailable(self._role, method, exc) from exc
         call_id = next(self._ids)
         answer: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
         self._pending[call_id] = answer
@@ -226,6 +278,8 @@ class ChannelClient:
         return self._unpack(method, kind, body)
 
     def _unpack(self, method: str, kind: int, body: bytes) -> Any:
+        if kind == _LOST:
+            raise ActorUnavailable(self._role, method, None)
         try:
             if kind == _BROKEN:
                 raise ChannelError(body.decode(errors="replace"))
@@ -245,8 +299,10 @@ class ChannelClient:
                 answer = self._pending.get(call_id)
                 if answer is not None and not answer.done():
                     answer.set_result((kind, body))
-        except (asyncio.IncompleteReadError, ConnectionError, ChannelError, OSError):
-            pass
+        except (asyncio.IncompleteReadError, OSError, ChannelError):
+            pass  # the host went away (or broke the protocol): every call in flight fails
+        except Exception:
+            log.exception("reading a channel failed")
         finally:
             self._fail_all()
 

@@ -220,6 +220,8 @@ class OrderHosts:
         wait for one opening)."""
         entry = self._channels.get(index)
         if entry is None or entry[0] != used or _spent(entry[1]):
+            if entry is not None:
+                _close(entry[1])
             opening = asyncio.ensure_future(_open_channel(host))
             opening.add_done_callback(_retrieved)
             entry = self._channels[index] = (used, opening)
@@ -238,6 +240,20 @@ def _spent(opening: asyncio.Task[ChannelClient]) -> bool:
     if not opening.done():
         return False
     return opening.cancelled() or opening.exception() is not None or opening.result().lost
+
+
+def _close(opening: asyncio.Task[ChannelClient]) -> None:
+    """Close a channel let go of (to a host replaced, or since lost), once it is open (calls
+    still waiting for it then fail as the host being unreachable, and are routed again)."""
+
+    def close(task: asyncio.Task[ChannelClient]) -> None:
+        if not task.cancelled() and task.exception() is None:
+            task.result().close()
+
+    if opening.done():
+        close(opening)
+    else:
+        opening.add_done_callback(close)
 
 
 def _retrieved(task: asyncio.Task[Any]) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from actors.channel import (
+    DEAD_PEER_S,
     MAGIC,
     MAX_FRAME,
     ChannelAddress,
@@ -205,3 +206,91 @@ async def test_calls_in_flight_fail_as_unreachable_when_the_server_process_is_ki
         if child.returncode is None:
             child.kill()
         await child.wait()
+
+
+class Big(Target):
+    async def huge(self) -> bytes:
+        return b"x" * (MAX_FRAME + 1)
+
+    async def cancelled(self) -> None:
+        raise asyncio.CancelledError
+
+
+async def test_an_answer_past_a_frame_fails_alone_and_one_cancelled_in_the_host_is_lost() -> None:
+    server = ChannelServer(Big(), ("huge", "cancelled", "echo"))
+    client = await ChannelClient.connect(await server.start("127.0.0.1"), ROLE)
+    with pytest.raises(ActorUnavailable) as too_big:
+        await client.call("huge", ())
+    assert isinstance(too_big.value.cause, ChannelError)
+    with pytest.raises(ActorUnavailable) as lost:
+        await client.call("cancelled", ())
+    assert lost.value.cause is None  # as a call to a host that stopped
+    assert await client.call("echo", ("open",)) == "open"
+    assert not client.lost
+    client.close()
+    await server.close()
+
+
+async def test_both_ends_look_for_a_dead_peer() -> None:
+    import socket
+
+    server, _, address = await served()
+    client = await ChannelClient.connect(address, ROLE)
+    sock = client._writer.get_extra_info("socket")
+    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == DEAD_PEER_S * 1000
+    client.close()
+    await server.close()
+
+
+class Incarnations:
+    """An order host as its router sees it: `channel()` is the Ray call that gives the
+    address of whichever incarnation now runs."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+        self.server: ChannelServer | None = None
+
+    async def restart(self) -> None:
+        self.server = ChannelServer(Target(), SERVED)
+        await self.server.start("127.0.0.1")
+
+    async def channel(self) -> ChannelAddress:
+        self.asked += 1
+        await asyncio.sleep(0.01)
+        assert self.server is not None
+        assert self.server.address is not None
+        return self.server.address
+
+
+async def test_a_router_opens_one_channel_per_host_and_a_new_one_once_it_is_lost() -> None:
+    from actors.routing import OrderHosts
+
+    router = OrderHosts(None, None)  # type: ignore[arg-type]  # (only its channels are used)
+    host = Incarnations()
+    await host.restart()
+    opened = await asyncio.gather(
+        *(router._channel(0, "actor-1", host, "echo") for _ in range(50))  # type: ignore[arg-type]
+    )
+    assert len({id(c) for c in opened}) == 1
+    assert host.asked == 1
+    first = opened[0]
+    assert await first.call("echo", (1,)) == 1
+
+    # Restarted in place (the same actor): the old connection is lost, the next call opens
+    # one to the new incarnation.
+    await host.restart()
+    first.close()
+    again = await router._channel(0, "actor-1", host, "echo")  # type: ignore[arg-type]
+    assert again is not first
+    assert host.asked == 2
+    assert await again.call("echo", (2,)) == 2
+    assert host.server is not None
+    assert host.server.calls == 1
+
+    # Replaced (another actor): the channel to the old one is closed.
+    newer = await router._channel(0, "actor-2", host, "echo")  # type: ignore[arg-type]
+    assert newer is not again
+    assert again.lost
+    assert await newer.call("echo", (3,)) == 3
+    newer.close()
