@@ -57,6 +57,8 @@ from typing import Any, Self
 
 import httpx
 
+from showdist.platform import RAY_ENVIRONMENT
+
 __all__ = [
     "FAST_HEALTH_CHECK",
     "NODE_MARKER_ENV",
@@ -90,10 +92,10 @@ NODE_ATTEMPTS = 3
 KILL_TIMEOUT_S = 15.0
 STOP_GRACE_S = 10.0
 
-# What every node runs with (`env` given to `start` wins). The niceness is the platform's
-# own (`showdist.platform.RAY_ENVIRONMENT`).
+# What every node runs with (`env` given to `start` wins): the platform's own
+# (`showdist.platform.RAY_ENVIRONMENT`), and what the harness needs.
 _NODE_ENVIRONMENT = {
-    "RAY_worker_niceness": "0",
+    **RAY_ENVIRONMENT,
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
 }
