@@ -682,7 +682,7 @@ class OrderHost(OrderHostCore):
         # The orders' calls come over the channel too (most of them: `actors.routing`).
         self._channel = ChannelServer(self, ORDER_CALLS)
         node_ip = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
-        self._channel_address = await self._channel.start(node_ip)
+        await self._channel.start(node_ip)
 
     # -- the assignment ------------------------------------------------------------------
     def _apply(self, assignment: Assignment) -> None:
@@ -781,7 +781,9 @@ class OrderHost(OrderHostCore):
         self._lanes.drop_idle_lanes(self._lane_idle_s)
 
     async def channel(self) -> ChannelAddress:
-        return self._channel_address
+        address = self._channel.address
+        assert address is not None  # (started in __init__)
+        return address
 
     async def sweep_now(self) -> dict[str, str]:
         return await self.sweep(self._abandoned_after)

@@ -235,11 +235,19 @@ async def _open_channel(host: OrderHostCalls) -> ChannelClient:
     return await ChannelClient.connect(await host.channel(), ActorRole.ORDER_HOST)
 
 
+def _opened(opening: asyncio.Task[ChannelClient]) -> ChannelClient | None:
+    """The channel an opening made, if it is done and succeeded."""
+    if not opening.done() or opening.cancelled() or opening.exception() is not None:
+        return None
+    return opening.result()
+
+
 def _spent(opening: asyncio.Task[ChannelClient]) -> bool:
     """Whether a channel's opening failed, or the channel it opened was lost since."""
     if not opening.done():
         return False
-    return opening.cancelled() or opening.exception() is not None or opening.result().lost
+    channel = _opened(opening)
+    return channel is None or channel.lost
 
 
 def _close(opening: asyncio.Task[ChannelClient]) -> None:
@@ -247,8 +255,9 @@ def _close(opening: asyncio.Task[ChannelClient]) -> None:
     still waiting for it then fail as the host being unreachable, and are routed again)."""
 
     def close(task: asyncio.Task[ChannelClient]) -> None:
-        if not task.cancelled() and task.exception() is None:
-            task.result().close()
+        channel = _opened(task)
+        if channel is not None:
+            channel.close()
 
     if opening.done():
         close(opening)

@@ -9,6 +9,8 @@ import random
 import signal
 import sys
 import textwrap
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -62,61 +64,64 @@ async def served() -> tuple[ChannelServer, Target, ChannelAddress]:
     return server, target, await server.start("127.0.0.1")
 
 
+@asynccontextmanager
+async def connected(
+    target: Target | None = None, methods: tuple[str, ...] = SERVED
+) -> AsyncIterator[tuple[ChannelServer, Target, ChannelClient]]:
+    """A server of `target`'s `methods` and a client connected to it, both closed after."""
+    target = target or Target()
+    server = ChannelServer(target, methods)
+    client = await ChannelClient.connect(await server.start("127.0.0.1"), ROLE)
+    try:
+        yield server, target, client
+    finally:
+        client.close()
+        await server.close()
+
+
 async def test_overlapping_calls_on_one_connection_each_get_their_own_answer() -> None:
-    server, _, address = await served()
-    client = await ChannelClient.connect(address, ROLE)
-    rng = random.Random(7)
-    delays = [rng.uniform(0, 0.05) for _ in range(300)]
-    answers = await asyncio.gather(
-        *(client.call("echo", ({"n": i, "pad": "x" * i}, d)) for i, d in enumerate(delays))
-    )
-    assert answers == [{"n": i, "pad": "x" * i} for i in range(300)]
-    assert server.calls == 300
-    client.close()
-    await server.close()
+    async with connected() as (server, _, client):
+        rng = random.Random(7)
+        delays = [rng.uniform(0, 0.05) for _ in range(300)]
+        answers = await asyncio.gather(
+            *(client.call("echo", ({"n": i, "pad": "x" * i}, d)) for i, d in enumerate(delays))
+        )
+        assert answers == [{"n": i, "pad": "x" * i} for i in range(300)]
+        assert server.calls == 300
 
 
 async def test_a_refusal_comes_out_as_itself_and_a_failure_as_the_host_failing() -> None:
-    server, _, address = await served()
-    client = await ChannelClient.connect(address, ROLE)
-    with pytest.raises(NotOwned) as refused:
-        await client.call("refuse", ())
-    assert (refused.value.order_id, refused.value.host) == ("o-1", 3)
-    with pytest.raises(ActorUnavailable) as failed:
-        await client.call("crash", ())
-    assert failed.value.role is ROLE
-    assert failed.value.method == "crash"
-    assert isinstance(failed.value.cause, RuntimeError)
-    assert str(failed.value.cause) == "the database dropped"
-    assert await client.call("echo", ("still open",)) == "still open"
-    client.close()
-    await server.close()
+    async with connected() as (_server, _, client):
+        with pytest.raises(NotOwned) as refused:
+            await client.call("refuse", ())
+        assert (refused.value.order_id, refused.value.host) == ("o-1", 3)
+        with pytest.raises(ActorUnavailable) as failed:
+            await client.call("crash", ())
+        assert failed.value.role is ROLE
+        assert failed.value.method == "crash"
+        assert isinstance(failed.value.cause, RuntimeError)
+        assert str(failed.value.cause) == "the database dropped"
+        assert await client.call("echo", ("still open",)) == "still open"
 
 
 async def test_only_the_calls_on_the_list_are_served() -> None:
-    server, target, address = await served()
-    client = await ChannelClient.connect(address, ROLE)
-    with pytest.raises(ActorUnavailable) as refused:
-        await client.call("secret", ())
-    assert isinstance(refused.value.cause, ChannelError)
-    assert "no call 'secret'" in str(refused.value.cause)
-    assert target.ran == []
-    client.close()
-    await server.close()
+    async with connected() as (_server, target, client):
+        with pytest.raises(ActorUnavailable) as refused:
+            await client.call("secret", ())
+        assert isinstance(refused.value.cause, ChannelError)
+        assert "no call 'secret'" in str(refused.value.cause)
+        assert target.ran == []
 
 
 async def test_an_answer_that_cannot_be_pickled_fails_that_call_only() -> None:
-    server, _, address = await served()
-    client = await ChannelClient.connect(address, ROLE)
-    with pytest.raises(ActorUnavailable) as failed:
-        await client.call("unpicklable", ())
-    assert isinstance(failed.value.cause, ChannelError)
-    with pytest.raises(ActorUnavailable) as bad_args:
-        await client.call("echo", (lambda: 2,))
-    assert isinstance(bad_args.value.cause, ChannelError)
-    assert await client.call("echo", (5,)) == 5
-    client.close()
-    await server.close()
+    async with connected() as (_server, _, client):
+        with pytest.raises(ActorUnavailable) as failed:
+            await client.call("unpicklable", ())
+        assert isinstance(failed.value.cause, ChannelError)
+        with pytest.raises(ActorUnavailable) as bad_args:
+            await client.call("echo", (lambda: 2,))
+        assert isinstance(bad_args.value.cause, ChannelError)
+        assert await client.call("echo", (5,)) == 5
 
 
 async def test_a_caller_without_the_token_is_not_served() -> None:
@@ -149,14 +154,11 @@ async def test_nothing_listening_is_a_lost_channel() -> None:
 
 
 async def test_a_caller_that_gives_up_leaves_the_connection_usable() -> None:
-    server, _, address = await served()
-    client = await ChannelClient.connect(address, ROLE)
-    with pytest.raises(TimeoutError):
-        await asyncio.wait_for(client.call("hang", ()), 0.1)
-    assert await client.call("echo", ("after",)) == "after"
-    assert not client.lost
-    client.close()
-    await server.close()
+    async with connected() as (_server, _, client):
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(client.call("hang", ()), 0.1)
+        assert await client.call("echo", ("after",)) == "after"
+        assert not client.lost
 
 
 _CHILD = textwrap.dedent(
@@ -217,30 +219,24 @@ class Big(Target):
 
 
 async def test_an_answer_past_a_frame_fails_alone_and_one_cancelled_in_the_host_is_lost() -> None:
-    server = ChannelServer(Big(), ("huge", "cancelled", "echo"))
-    client = await ChannelClient.connect(await server.start("127.0.0.1"), ROLE)
-    with pytest.raises(ActorUnavailable) as too_big:
-        await client.call("huge", ())
-    assert isinstance(too_big.value.cause, ChannelError)
-    with pytest.raises(ActorUnavailable) as lost:
-        await client.call("cancelled", ())
-    assert lost.value.cause is None  # as a call to a host that stopped
-    assert await client.call("echo", ("open",)) == "open"
-    assert not client.lost
-    client.close()
-    await server.close()
+    async with connected(Big(), ("huge", "cancelled", "echo")) as (_, _, client):
+        with pytest.raises(ActorUnavailable) as too_big:
+            await client.call("huge", ())
+        assert isinstance(too_big.value.cause, ChannelError)
+        with pytest.raises(ActorUnavailable) as lost:
+            await client.call("cancelled", ())
+        assert lost.value.cause is None  # as a call to a host that stopped
+        assert await client.call("echo", ("open",)) == "open"
+        assert not client.lost
 
 
 async def test_both_ends_look_for_a_dead_peer() -> None:
     import socket
 
-    server, _, address = await served()
-    client = await ChannelClient.connect(address, ROLE)
-    sock = client._writer.get_extra_info("socket")
-    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
-    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == DEAD_PEER_S * 1000
-    client.close()
-    await server.close()
+    async with connected() as (_, _, client):
+        sock = client._writer.get_extra_info("socket")
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == DEAD_PEER_S * 1000
 
 
 class Incarnations:
