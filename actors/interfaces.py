@@ -15,6 +15,7 @@ from actors.config import SupplierActorConfig
 from domain.identity import Attendee
 from domain.negotiation import NegotiationKind, PollingPolicy
 from domain.order import DeliveryMethod, IssuedTicket
+from domain.pickling import by_fields
 from domain.replies import OrderReply
 from domain.settlement import PeriodSummary, PeriodView
 from suppliers.gateway import (
@@ -31,6 +32,7 @@ from suppliers.gateway import (
 # -- order hosts ---------------------------------------------------------------------------
 
 
+@by_fields
 @dataclass(frozen=True, slots=True)
 class CreateOrder:
     """A create request after the HTTP layer has checked the caller, the grant and the tier."""

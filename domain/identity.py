@@ -30,6 +30,7 @@ from datetime import date
 from enum import StrEnum
 
 from domain.errors import Refusal
+from domain.pickling import by_fields
 
 __all__ = [
     "Attendee",
@@ -77,6 +78,7 @@ class DocumentInvalid(ValueError):
     """A number that is not a document of its type; the message says why, without the number."""
 
 
+@by_fields
 @dataclass(frozen=True, slots=True)
 class Document:
     id_type: IdType
@@ -92,6 +94,7 @@ class Document:
         return mask_number(self.number)
 
 
+@by_fields
 @dataclass(frozen=True, slots=True)
 class Attendee:
     """Who a real-name ticket is for: the name on the document, and the document."""

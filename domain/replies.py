@@ -45,13 +45,13 @@ class OrderReply:
         # Every order call's answer crosses a Ray hop. Ray's pickler (cloudpickle) walks an
         # order's few dozen objects one by one in Python; the standard pickler does it in C,
         # in about half the time, so the reply travels as the bytes it makes.
-        return (_reply_from, (pickle.dumps((self.verdict, self.order, self.message), 5),))
+        return (_reply_from, (pickle.dumps((self.verdict.value, self.order, self.message), 5),))
 
 
 def _reply_from(data: bytes) -> OrderReply:
     # Only ever what `__reduce__` made, inside Ray (which unpickles whatever crosses it).
     verdict, order, message = pickle.loads(data)  # noqa: S301
-    return OrderReply(verdict, order, message)
+    return OrderReply(Verdict(verdict), order, message)
 
 
 _SUCCESS = frozenset({Verdict.CREATED, Verdict.REPLAYED, Verdict.DONE, Verdict.IN_PROGRESS})
