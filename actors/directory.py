@@ -103,7 +103,9 @@ class RaySupplierDirectory:
         # Replica counts are re-read after this long, so a scale change reaches every router
         # within it (a retiring replica keeps serving at least twice as long).
         self._routing_ttl_s = routing_ttl_s
-        self._suppliers: dict[str, tuple[float, Supplier]] = {}
+        # Each supplier as last read, when, and the gateway configuration it names (as a
+        # lane records what it was made from).
+        self._suppliers: dict[str, tuple[float, Supplier, str]] = {}
         # Pooled suppliers' lanes, with the gateway configuration each was made from.
         self._lanes: dict[str, tuple[str, SupplierLane]] = {}
         self._closing: set[asyncio.Task[None]] = set()
@@ -113,8 +115,7 @@ class RaySupplierDirectory:
         if known is not None:
             known[1].suspect()
 
-    def _lane(self, supplier: Supplier, actor: SupplierActorCalls) -> SupplierLane:
-        made_from = json.dumps([supplier.gateway, supplier.config], sort_keys=True)
+    def _lane(self, supplier: Supplier, made_from: str, actor: SupplierActorCalls) -> SupplierLane:
         known = self._lanes.get(supplier.id)
         if known is not None and known[0] == made_from:
             return known[1]
@@ -154,8 +155,9 @@ class RaySupplierDirectory:
             found = await self._catalog.get_supplier(supplier_id)
             if found is None:
                 raise UnknownSupplier(supplier_id)
-            known = self._suppliers[supplier_id] = (now, found)
-        supplier = known[1]
+            made_from = json.dumps([found.gateway, found.config], sort_keys=True)
+            known = self._suppliers[supplier_id] = (now, found, made_from)
+        _, supplier, made_from = known
         replica = supplier_replica(order_id, supplier.replicas)
         if pooled(supplier.replicas):  # a pool host is never let go: its handle stays good
             key = (supplier_id, -1)
@@ -164,7 +166,7 @@ class RaySupplierDirectory:
                 actor = self._actors[key] = supplier_actor(self._platform, supplier, replica)
             if self._platform.suppliers.lanes and supplier.status != RETIRED:
                 try:
-                    return self._lane(supplier, actor)
+                    return self._lane(supplier, made_from, actor)
                 except Exception as exc:  # its gateway cannot be built here: use the actor
                     log.warning("no lane for supplier %s: %r", supplier_id, exc)
             self._drop_lane(supplier_id)
