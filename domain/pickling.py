@@ -14,6 +14,7 @@ unpickle one alone, 5.0 and 3.9 µs with `by_fields`.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import operator
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -25,9 +26,17 @@ def by_fields(cls: type[T]) -> type[T]:
     """Decorate a (frozen) dataclass, above `@dataclass`, whose fields are all `__init__`
     arguments: it pickles as `(cls, (field values, in order))`."""
     fields = dataclasses.fields(cls)  # type: ignore[arg-type]
-    if not fields or any(not f.init for f in fields):
-        raise TypeError(f"{cls.__qualname__}: every field must be an __init__ argument")
     names = [f.name for f in fields]
+    # `cls(*values)` must rebuild it: its __init__ takes exactly the fields, in order, each by
+    # position (no `init=False` or keyword-only field, no InitVar).
+    parameters = list(inspect.signature(cls).parameters.values())
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if (
+        not names
+        or [p.name for p in parameters] != names
+        or any(p.kind not in positional for p in parameters)
+    ):
+        raise TypeError(f"{cls.__qualname__}: every field must be an __init__ argument")
     values: Callable[[Any], tuple[Any, ...]]
     if len(names) == 1:
         (name,) = names
