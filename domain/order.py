@@ -19,7 +19,7 @@ from enum import StrEnum
 from operator import attrgetter
 from typing import Any
 
-from domain.identity import Attendee, Document, IdType
+from domain.identity import Attendee
 from domain.money import Money
 from domain.negotiation import NegotiationKind, PollingPolicy, Resolution
 from domain.pickling import by_fields
@@ -362,17 +362,16 @@ class Order:
     def __reduce__(self) -> tuple[Callable[[list[Any]], Order], tuple[list[Any]]]:
         # An order crosses to the API replica in every call's answer. Pickled field by field
         # it is three dozen objects, a class reference and a reduce call each; as a list of
-        # plain values (enums as their values, history, tickets and attendees as tuples) it
-        # pickles and unpickles in about half the time (`_order_values`).
+        # plain values (enums as their values, history entries as tuples) it pickles and
+        # unpickles in about half the time (`_order_values`).
         return (_order_from, (_order_values(self),))
 
 
 # -- pickling ------------------------------------------------------------------------------
 _FIELDS = tuple(f.name for f in dataclasses.fields(Order))
 _values = attrgetter(*_FIELDS)
-_STATUS, _DELIVERY, _METHOD, _TICKETS, _HISTORY, _ATTENDEES = (
-    _FIELDS.index(name)
-    for name in ("status", "delivery_status", "delivery_method", "tickets", "history", "attendees")
+_STATUS, _DELIVERY, _METHOD, _HISTORY = (
+    _FIELDS.index(name) for name in ("status", "delivery_status", "delivery_method", "history")
 )
 
 
@@ -381,21 +380,15 @@ def _order_values(order: Order) -> list[Any]:
     v[_STATUS] = order.status.value
     v[_DELIVERY] = order.delivery_status.value
     v[_METHOD] = order.delivery_method.value
-    v[_TICKETS] = [(t.code, t.seat) for t in order.tickets]
     v[_HISTORY] = [(h.status.value, h.at, h.reason) for h in order.history]
-    v[_ATTENDEES] = [(a.name, a.document.id_type.value, a.document.number) for a in order.attendees]
-    return v  # facts (as they are: none, once saved) and the rest as they are
+    return v  # tickets and attendees `by_fields`, facts (none, once saved) as they are
 
 
 def _order_from(v: list[Any]) -> Order:
     v[_STATUS] = OrderStatus(v[_STATUS])
     v[_DELIVERY] = DeliveryStatus(v[_DELIVERY])
     v[_METHOD] = DeliveryMethod(v[_METHOD])
-    v[_TICKETS] = tuple(IssuedTicket(code, seat) for code, seat in v[_TICKETS])
     v[_HISTORY] = [HistoryEntry(OrderStatus(s), at, reason) for s, at, reason in v[_HISTORY]]
-    v[_ATTENDEES] = tuple(
-        Attendee(name, Document(IdType(kind), number)) for name, kind, number in v[_ATTENDEES]
-    )
     return Order(*v)
 
 

@@ -190,7 +190,7 @@ class OneStatementMoves:
             self._processors[key] = table.c[column].type.bind_processor(self._dialect)
         return self._processors[key]
 
-    def _args(self, plan: MovePlan, tables: list[TableRows]) -> list[Any]:
+    def _args(self, plan: MovePlan, tables: list[TableRows], shape: _Shape) -> list[Any]:
         args: list[Any] = []
         if plan.flows:
             args.append(plan.basis_periods)
@@ -199,24 +199,20 @@ class OneStatementMoves:
         for c, v in plan.order_row.items():
             fn = self._processor(orders, c)
             args.append(v if fn is None or v is None else fn(v))
-        for t in tables:
-            single = len(t.rows) == 1  # as `_shape` says
+        for t, (_, _, _, single) in zip(tables, shape.tables, strict=True):
             for c in t.rows[0]:
                 fn = self._processor(t.table, c)
                 values = [r[c] for r in t.rows]
                 if fn is not None:
                     values = [None if v is None else fn(v) for v in values]
-                if single:
-                    args.append(values[0])
-                else:
-                    args.append(values)
+                args.append(values[0] if single else values)
         return args
 
     async def write(self, plan: MovePlan) -> Outcome:
         tables = _tables(plan)
         statement = _statement(_shape(plan, tables))
         try:
-            args = self._args(plan, tables)
+            args = self._args(plan, tables, statement.shape)
         except Exception:  # a value its column refuses: the transaction says how
             return Outcome.FAILED
         # The pool's connection itself, without a SQLAlchemy Connection around it (which
