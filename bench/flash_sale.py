@@ -1,7 +1,7 @@
 """A flash sale: many create attempts on one small tier, from many distributors at once.
 
     python -m bench.flash_sale [--attempts 20000] [--seats 2000] [--concurrency 64]
-                               [--distributors 20] [--serve-replicas 1]
+                               [--distributors 20] [--serve-replicas 1] [--profile DIR]
 
 Against PostgreSQL, Redis and the sandbox supplier (a box office of its own with one tier of
 `--seats` seats). Prints the wall time, how many attempts got seats (must be exactly the
@@ -22,6 +22,7 @@ from collections import Counter
 
 from bench.common import FastSignedClient, Stack, Timings, run_concurrently, stack
 from bench.proc_cpu import cpu_lines
+from bench.profiles import Profiler
 from showdist.client import AsyncSignedClient
 from tests.support.flash_sale import FlashSale, open_flash_sale
 
@@ -85,15 +86,28 @@ async def signed_get_baseline(s: Stack, sale: FlashSale, order_id: str, n: int, 
     return t
 
 
-async def main_async(s: Stack, attempts: int, seats: int, concurrency: int, sellers: int) -> None:
+async def main_async(
+    s: Stack,
+    attempts: int,
+    seats: int,
+    concurrency: int,
+    sellers: int,
+    profiler: Profiler | None = None,
+) -> None:
     admin = AsyncSignedClient(s.world.base_url, s.world.admin)
     sale = await open_flash_sale(admin, stock=seats, sellers=sellers)
     try:
         calls_before = sale.box_office.counters()["lock"]
         before = s.cpu()
-        elapsed, answers, locks, refusals, known, some = await sale_run(
-            s, sale, attempts, concurrency
-        )
+        if profiler is not None:
+            profiler.start("sale")
+        try:
+            elapsed, answers, locks, refusals, known, some = await sale_run(
+                s, sale, attempts, concurrency
+            )
+        finally:
+            if profiler is not None:
+                profiler.stop()
         spent = s.cpu().since(before)
         supplier_calls = sale.box_office.counters()["lock"] - calls_before
         inventory = next(iter(sale.box_office.inventory().values()))
@@ -128,9 +142,15 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--distributors", type=int, default=20)
     p.add_argument("--serve-replicas", type=int, default=1)
+    p.add_argument("--profile", metavar="DIR", help="py-spy every platform process into DIR")
     args = p.parse_args()
+    profiler = Profiler(args.profile) if args.profile else None
     with stack(serve_replicas=args.serve_replicas) as s:
-        asyncio.run(main_async(s, args.attempts, args.seats, args.concurrency, args.distributors))
+        asyncio.run(
+            main_async(
+                s, args.attempts, args.seats, args.concurrency, args.distributors, profiler
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ SQLite, is a transaction of SQLAlchemy statements."""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
@@ -26,12 +27,8 @@ from persistence.db import again_if_dropped, statement_reads
 from persistence.identity import IdentityVault
 from persistence.ledger import insert_ignore, write_flow_rows
 from persistence.order_rows import MovePlan, OpenNegotiation, plan_move
-from persistence.pg_moves import (
-    OneStatementMoves,
-    Outcome,
-    fits_one_statement,
-    one_statement_capable,
-)
+from persistence.pg_moves import OneStatementMoves, Outcome, fits_one_statement
+from persistence.pg_raw import raw_asyncpg, raw_capable
 from persistence.tables import (
     document_claims,
     negotiations,
@@ -55,7 +52,11 @@ _SELECT_TICKETS = (
     .where(tickets.c.order_id == bindparam("b_id"))
     .order_by(tickets.c.code)
 )
+
+log = logging.getLogger(__name__)
+
 _ORDER_EXISTS = select(orders.c.id).where(orders.c.id == bindparam("b_id"))
+_PG_ORDER_EXISTS = "SELECT EXISTS (SELECT 1 FROM orders WHERE id = $1)"
 _INSERT_ORDER = insert(orders)
 _insert = cache(insert)  # one INSERT statement per table
 _FREE_DOCUMENTS = delete(document_claims).where(document_claims.c.order_id == bindparam("b_id"))
@@ -116,8 +117,9 @@ class OrderRepository:
         self._tz = tz  # the platform's time zone: flows are booked into its calendar days
         self._vault = vault  # real-name attendees: sealed on the row, claimed by keyed hash
         if one_statement is None:
-            one_statement = one_statement_capable(engine)
+            one_statement = raw_capable(engine)
         self._moves = OneStatementMoves(engine) if one_statement else None
+        self._raw = raw_capable(engine)  # hot reads on the pool's raw asyncpg connection
         # How each move was written (tests and benchmarks read it).
         self.paths: Counter[str] = Counter()
 
@@ -298,7 +300,21 @@ class OrderRepository:
             return int(await conn.scalar(q) or 0)
 
     async def exists(self, order_id: str) -> bool:
-        """Is there an order with this id (one indexed read)?"""
+        """Is there an order with this id (one indexed read)? Asked for every create refused
+        as sold out, so on PostgreSQL it goes on the raw connection; the SQLAlchemy read
+        answers on SQLite, and when that fails (once more if its connection had been
+        dropped too: SQLAlchemy then replaces the pool's connections, and a read is safe to
+        repeat)."""
+        if self._raw:
+            try:
+                async with raw_asyncpg(self._engine) as driver:
+                    return bool(await driver.fetchval(_PG_ORDER_EXISTS, order_id))
+            except Exception as exc:
+                log.warning("raw exists read failed (%s); SQLAlchemy reads it", type(exc))
+                return await again_if_dropped(lambda: self._exists_read(order_id))
+        return await self._exists_read(order_id)
+
+    async def _exists_read(self, order_id: str) -> bool:
         async with self._reads.connect() as conn:
             return (await conn.execute(_ORDER_EXISTS, {"b_id": order_id})).first() is not None
 

@@ -49,6 +49,7 @@ from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from persistence.order_rows import MovePlan, TableRows
+from persistence.pg_raw import raw_asyncpg, raw_capable
 from persistence.tables import flows, metadata, orders
 
 log = logging.getLogger(__name__)
@@ -59,10 +60,6 @@ class Outcome(enum.Enum):
     STALE = "stale"  # the order is not at the expected version: nothing written
     PERIOD = "period"  # a flow's day is closed or has no row yet: nothing written
     FAILED = "failed"  # the statement failed: nothing written
-
-
-def one_statement_capable(engine: AsyncEngine) -> bool:
-    return engine.dialect.name == "postgresql" and engine.dialect.driver == "asyncpg"
 
 
 def fits_one_statement(plan: MovePlan) -> bool:
@@ -177,7 +174,7 @@ class OneStatementMoves:
     """Writes fitting plans as one statement each on the engine's PostgreSQL (asyncpg)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
-        assert one_statement_capable(engine)
+        assert raw_capable(engine)
         self._engine = engine
         self._dialect: Dialect = engine.dialect
         self._processors: dict[tuple[str, str], Callable[[Any], Any] | None] = {}
@@ -217,23 +214,15 @@ class OneStatementMoves:
             return Outcome.FAILED
         # The pool's connection itself, without a SQLAlchemy Connection around it (which
         # cost more CPU than the statement): checked out, used once, checked in.
-        pooled = await self._engine.raw_connection()
-        driver: Any = pooled.driver_connection  # an asyncpg Connection
         try:
-            moved, open_days = await driver.fetchrow(statement.sql, *args)
-        except BaseException as exc:
+            async with raw_asyncpg(self._engine) as driver:
+                moved, open_days = await driver.fetchrow(statement.sql, *args)
+        except Exception as exc:
             # Nothing was written (or, if the reply was lost, the transaction's version check
-            # or duplicate key will say so). A connection the server dropped, or one left
-            # mid-statement by a cancel, is replaced on its next checkout.
-            if not isinstance(exc, Exception) or driver.is_closed():
-                pooled.invalidate(exc, soft=True)
-            if not isinstance(exc, Exception):
-                raise
-            # The kind only: a message may carry the row's values.
+            # or duplicate key will say so). The kind only: a message may carry the row's
+            # values.
             log.warning("one-statement move failed (%s); the transaction writes it", type(exc))
             return Outcome.FAILED
-        finally:
-            pooled.close()
         if moved == 1:
             return Outcome.MOVED
         if plan.flows and open_days < len(plan.basis_periods):

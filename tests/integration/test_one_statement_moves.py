@@ -2,7 +2,8 @@
 LOCKED, FIXING, FIXED, and every other move made only of inserts) are one statement, and
 they write exactly the rows the transaction of SQLAlchemy statements writes; a stale move
 writes nothing; a flow whose day is closed (or has no row yet) is still booked as before;
-and under real concurrency the compare-and-set still lets exactly one writer through.
+and under real concurrency the compare-and-set still lets exactly one writer through. The
+existence read asked for every create refused as sold out is one raw query too.
 (PostgreSQL only: SQLite writes every move as a transaction, as it always has.)"""
 
 from __future__ import annotations
@@ -120,6 +121,23 @@ async def same_parties(engine: AsyncEngine, now: datetime) -> tuple[str, str]:
     return "dst_same", "sup_same"
 
 
+def counting_engine(engine: AsyncEngine, queries: list[str], statements: list[str]) -> AsyncEngine:
+    """An engine on the same database with one connection, so its query log is the whole
+    story: every query asyncpg sends goes to `queries`, every SQLAlchemy statement to
+    `statements` (asyncpg calls its query loggers soon after a query, not at once)."""
+    counted = make_engine(engine.url.render_as_string(hide_password=False), pool_size=1)
+
+    @event.listens_for(counted.sync_engine, "connect")
+    def _log_queries(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.driver_connection.add_query_logger(lambda q: queries.append(q.query))
+
+    @event.listens_for(counted.sync_engine, "before_cursor_execute")
+    def _count(_c: Any, _cur: Any, statement: str, *_rest: Any) -> None:
+        statements.append(statement)
+
+    return counted
+
+
 async def test_every_move_writes_the_same_rows_as_the_transaction(
     engine: AsyncEngine, second_engine: AsyncEngine, now: datetime
 ) -> None:
@@ -154,19 +172,9 @@ async def test_every_move_writes_the_same_rows_as_the_transaction(
 async def test_a_hot_move_is_one_query_and_no_sqlalchemy_statement(
     engine: AsyncEngine, now: datetime, postgres: PostgresServer, tmp_path: Path
 ) -> None:
-    url = engine.url.render_as_string(hide_password=False)
-    counted = make_engine(url, pool_size=1)  # one connection: its query log is the whole story
     queries: list[str] = []
     statements: list[str] = []
-
-    @event.listens_for(counted.sync_engine, "connect")
-    def _log_queries(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.driver_connection.add_query_logger(lambda q: queries.append(q.query))
-
-    @event.listens_for(counted.sync_engine, "before_cursor_execute")
-    def _count(_c: Any, _cur: Any, statement: str, *_rest: Any) -> None:
-        statements.append(statement)
-
+    counted = counting_engine(engine, queries, statements)
     try:
         repo = OrderRepository(counted)
         dist, sup = await make_distributor(counted, now), await make_supplier(counted, now)
@@ -352,3 +360,40 @@ async def test_a_dropped_connection_is_replaced_and_the_move_made(
 
     assert repo.paths - paths == {"one statement, then transaction (failed)": 1, ONE: 2}
     assert await repo.get(order.id) == order
+
+
+async def test_exists_is_one_raw_query_and_survives_dropped_connections(
+    engine: AsyncEngine, now: datetime, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`exists` (asked for every create refused as sold out) is one query on the pool's raw
+    connection, no SQLAlchemy statement; it tells an order that is there from one that is
+    not; and when the server has dropped the pooled connections it still answers, on a
+    fresh connection, with the dead one replaced."""
+    queries: list[str] = []
+    statements: list[str] = []
+    counted = counting_engine(engine, queries, statements)
+    try:
+        repo = OrderRepository(counted)
+        dist, sup = await make_distributor(counted, now), await make_supplier(counted, now)
+        order = new_order(dist, sup, "D-exists", now)
+        assert await repo.insert_new(order)
+        await asyncio.sleep(0.05)  # (the insert's query log arrives)
+        queries.clear()
+        statements.clear()
+
+        assert await repo.exists(order.id) is True
+        assert await repo.exists(order.id + "x") is False
+
+        await asyncio.sleep(0.05)
+        assert statements == []
+        assert len(queries) == 2
+        assert all(q.startswith("SELECT EXISTS") for q in queries)
+        assert "raw exists read failed" not in caplog.text
+    finally:
+        await counted.dispose()
+
+    repo = OrderRepository(engine)
+    await drop_every_connection(repo, order.id, engine.url.render_as_string(hide_password=False))
+    assert await repo.exists(order.id) is True  # the dead connection fails; a new one answers
+    assert await repo.exists(order.id) is True
+    assert await repo.exists("no-such-order") is False
