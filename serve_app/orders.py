@@ -23,7 +23,8 @@ from domain.ids import order_id_for
 from domain.order import DeliveryMethod, request_fingerprint
 from domain.replies import OrderReply, Verdict
 from domain.status import OrderStatus
-from domain.tier_rules import check_tier
+from domain.tier_rules import TierCheck, check_tier
+from persistence.catalog import TierForSale
 from serve_app.contract import ANYONE, DISTRIBUTOR, operation
 from serve_app.deps import DistributorCaller, ours, read_body, state_of
 from serve_app.errors import ApiError
@@ -118,11 +119,43 @@ async def create_order(request: Request, caller: DistributorCaller) -> JSONRespo
         refusal = ApiError(403, "forbidden", "no live grant covers this session")
     elif tier.show_status != "online" or tier.session_status != "online":
         refusal = ApiError(409, "not_on_sale", "this session is not on sale")
-    ttl = state.settings.lock_ttl_seconds
     asked = time.monotonic()
-    cmd = CreateOrder(
-        order_id=order_id_for(caller.distributor_id, body.distributor_order_id),
-        distributor_id=caller.distributor_id,
+    order_id = order_id_for(caller.distributor_id, body.distributor_order_id)
+    if refusal is None and state.sold_out.check(tier.tier_id, body.quantity, asked):
+        # Known sold out a moment ago: refused with nothing asked of the supplier and nothing
+        # recorded (so the same distributor_order_id may be tried again later), before the
+        # command is even made. Only a repeat of a create that was made before goes on, to
+        # answer as every repeat does.
+        if not await state.orders.exists(order_id):
+            request_refused("sold_out")  # (no order moved, no supplier called: counted here)
+            raise ApiError(409, "sold_out", _KNOWN_SOLD_OUT)
+        cmd = _command(state, caller.distributor_id, order_id, body, tier, terms, attendees)
+        return reply_response(await state.hosts.for_order(order_id).create(cmd), state)
+    cmd = _command(state, caller.distributor_id, order_id, body, tier, terms, attendees)
+    host = state.hosts.for_order(order_id)
+    if refusal is not None:
+        # A repeat of a create that was made while it was allowed answers as every repeat
+        # does (the order, or idempotency_conflict for another body); only a new one is refused.
+        known = await host.get(order_id, caller.distributor_id)
+        if known.verdict is Verdict.NOT_FOUND:
+            raise refusal
+        return reply_response(await host.create(cmd), state)
+    return reply_response(await _asking_the_supplier(state, host, cmd, asked), state)
+
+
+def _command(
+    state: PlatformState,
+    distributor_id: str,
+    order_id: str,
+    body: CreateOrderBody,
+    tier: TierForSale,
+    terms: TierCheck,
+    attendees: tuple[Attendee, ...],
+) -> CreateOrder:
+    ttl = state.settings.lock_ttl_seconds
+    return CreateOrder(
+        order_id=order_id,
+        distributor_id=distributor_id,
         distributor_order_id=body.distributor_order_id,
         supplier_id=tier.supplier_id,
         session_id=tier.session_id,
@@ -143,23 +176,6 @@ async def create_order(request: Request, caller: DistributorCaller) -> JSONRespo
         attendees=attendees,
         tickets_per_id=tier.tickets_per_id if tier.real_name_required else 0,
     )
-    host = state.hosts.for_order(cmd.order_id)
-    if refusal is not None:
-        # A repeat of a create that was made while it was allowed answers as every repeat
-        # does (the order, or idempotency_conflict for another body); only a new one is refused.
-        known = await host.get(cmd.order_id, caller.distributor_id)
-        if known.verdict is Verdict.NOT_FOUND:
-            raise refusal
-        return reply_response(await host.create(cmd), state)
-    if state.sold_out.check(tier.tier_id, body.quantity, asked):
-        # Known sold out a moment ago: refused with nothing asked of the supplier and nothing
-        # recorded (so the same distributor_order_id may be tried again later). Only a repeat
-        # of a create that was made before goes on, to answer as every repeat does.
-        if not await state.orders.exists(cmd.order_id):
-            request_refused("sold_out")  # (no order moved, no supplier called: counted here)
-            raise ApiError(409, "sold_out", _KNOWN_SOLD_OUT)
-        return reply_response(await host.create(cmd), state)
-    return reply_response(await _asking_the_supplier(state, host, cmd, asked), state)
 
 
 _KNOWN_SOLD_OUT = "not enough seats left (the supplier said so a moment ago); no order was made"
