@@ -305,14 +305,14 @@ class OrderRepository:
         answers on SQLite, and when that fails (once more if its connection had been
         dropped too: SQLAlchemy then replaces the pool's connections, and a read is safe to
         repeat)."""
-        if self._raw:
+        if not self._raw:
+            return await self._exists_read(order_id)
+        async with raw_asyncpg(self._engine) as driver:
             try:
-                async with raw_asyncpg(self._engine) as driver:
-                    return bool(await driver.fetchval(_PG_ORDER_EXISTS, order_id))
+                return bool(await driver.fetchval(_PG_ORDER_EXISTS, order_id))
             except Exception as exc:
                 log.warning("raw exists read failed (%s); SQLAlchemy reads it", type(exc))
-                return await again_if_dropped(lambda: self._exists_read(order_id))
-        return await self._exists_read(order_id)
+        return await again_if_dropped(lambda: self._exists_read(order_id))
 
     async def _exists_read(self, order_id: str) -> bool:
         async with self._reads.connect() as conn:

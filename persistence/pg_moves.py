@@ -214,15 +214,15 @@ class OneStatementMoves:
             return Outcome.FAILED
         # The pool's connection itself, without a SQLAlchemy Connection around it (which
         # cost more CPU than the statement): checked out, used once, checked in.
-        try:
-            async with raw_asyncpg(self._engine) as driver:
+        async with raw_asyncpg(self._engine) as driver:
+            try:
                 moved, open_days = await driver.fetchrow(statement.sql, *args)
-        except Exception as exc:
-            # Nothing was written (or, if the reply was lost, the transaction's version check
-            # or duplicate key will say so). The kind only: a message may carry the row's
-            # values.
-            log.warning("one-statement move failed (%s); the transaction writes it", type(exc))
-            return Outcome.FAILED
+            except Exception as exc:
+                # Nothing was written (or, if the reply was lost, the transaction's version
+                # check or duplicate key will say so). The kind only: a message may carry the
+                # row's values.
+                log.warning("one-statement move failed (%s); the transaction writes it", type(exc))
+                return Outcome.FAILED
         if moved == 1:
             return Outcome.MOVED
         if plan.flows and open_days < len(plan.basis_periods):

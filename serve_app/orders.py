@@ -120,8 +120,21 @@ async def create_order(request: Request, caller: DistributorCaller) -> JSONRespo
     elif tier.show_status != "online" or tier.session_status != "online":
         refusal = ApiError(409, "not_on_sale", "this session is not on sale")
     asked = time.monotonic()
-    order_id = order_id_for(caller.distributor_id, body.distributor_order_id)
-    if refusal is None and state.sold_out.check(tier.tier_id, body.quantity, asked):
+    distributor_id = caller.distributor_id
+    order_id = order_id_for(distributor_id, body.distributor_order_id)
+    host = state.hosts.for_order(order_id)
+
+    def command() -> CreateOrder:
+        return _command(state, distributor_id, order_id, body, tier, terms, attendees)
+
+    if refusal is not None:
+        # A repeat of a create that was made while it was allowed answers as every repeat
+        # does (the order, or idempotency_conflict for another body); only a new one is refused.
+        known = await host.get(order_id, distributor_id)
+        if known.verdict is Verdict.NOT_FOUND:
+            raise refusal
+        return reply_response(await host.create(command()), state)
+    if state.sold_out.check(tier.tier_id, body.quantity, asked):
         # Known sold out a moment ago: refused with nothing asked of the supplier and nothing
         # recorded (so the same distributor_order_id may be tried again later), before the
         # command is even made. Only a repeat of a create that was made before goes on, to
@@ -129,18 +142,13 @@ async def create_order(request: Request, caller: DistributorCaller) -> JSONRespo
         if not await state.orders.exists(order_id):
             request_refused("sold_out")  # (no order moved, no supplier called: counted here)
             raise ApiError(409, "sold_out", _KNOWN_SOLD_OUT)
-        cmd = _command(state, caller.distributor_id, order_id, body, tier, terms, attendees)
-        return reply_response(await state.hosts.for_order(order_id).create(cmd), state)
-    cmd = _command(state, caller.distributor_id, order_id, body, tier, terms, attendees)
-    host = state.hosts.for_order(order_id)
-    if refusal is not None:
-        # A repeat of a create that was made while it was allowed answers as every repeat
-        # does (the order, or idempotency_conflict for another body); only a new one is refused.
-        known = await host.get(order_id, caller.distributor_id)
-        if known.verdict is Verdict.NOT_FOUND:
-            raise refusal
-        return reply_response(await host.create(cmd), state)
-    return reply_response(await _asking_the_supplier(state, host, cmd, asked), state)
+        return reply_response(await host.create(command()), state)
+    # (Nothing between the view's check and the try that answers it: a probe it let through
+    # is always answered, or the view would refuse on a guess.)
+    return reply_response(
+        await _asking_the_supplier(state, host, command, tier.tier_id, body.quantity, asked),
+        state,
+    )
 
 
 def _command(
@@ -182,13 +190,18 @@ _KNOWN_SOLD_OUT = "not enough seats left (the supplier said so a moment ago); no
 
 
 async def _asking_the_supplier(
-    state: PlatformState, host: OrderHostCalls, cmd: CreateOrder, asked: float
+    state: PlatformState,
+    host: OrderHostCalls,
+    command: Callable[[], CreateOrder],
+    tier_id: str,
+    quantity: int,
+    asked: float,
 ) -> OrderReply:
     """A create whose lock goes to the supplier; its answer teaches the stock view."""
     asked_wall = state.now()
     sold_out = False
     try:
-        reply = await host.create(cmd)
+        reply = await host.create(command())
         # Sold out just now (a repeat of an old sold-out create is no news of the stock).
         sold_out = (
             reply.verdict is Verdict.SOLD_OUT
@@ -198,7 +211,7 @@ async def _asking_the_supplier(
         return reply
     finally:
         state.sold_out.answered(
-            cmd.tier_id, cmd.quantity, sold_out=sold_out, asked_at=asked, now=time.monotonic()
+            tier_id, quantity, sold_out=sold_out, asked_at=asked, now=time.monotonic()
         )
 
 

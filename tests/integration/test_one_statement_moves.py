@@ -367,8 +367,8 @@ async def test_exists_is_one_raw_query_and_survives_dropped_connections(
 ) -> None:
     """`exists` (asked for every create refused as sold out) is one query on the pool's raw
     connection, no SQLAlchemy statement; it tells an order that is there from one that is
-    not; and when the server has dropped the pooled connections it still answers, on a
-    fresh connection, with the dead one replaced."""
+    not; and when the server has dropped the pooled connections it still answers (through
+    SQLAlchemy, once), and then on the raw connection again."""
     queries: list[str] = []
     statements: list[str] = []
     counted = counting_engine(engine, queries, statements)
@@ -394,6 +394,13 @@ async def test_exists_is_one_raw_query_and_survives_dropped_connections(
 
     repo = OrderRepository(engine)
     await drop_every_connection(repo, order.id, engine.url.render_as_string(hide_password=False))
-    assert await repo.exists(order.id) is True  # the dead connection fails; a new one answers
+    caplog.clear()
+    # The raw read fails on its dead connection; the SQLAlchemy read answers (its own first
+    # try meets a dead connection too, and SQLAlchemy replaces the pool's connections).
+    assert await repo.exists(order.id) is True
+    assert "raw exists read failed" in caplog.text
+    caplog.clear()
+    # Then the raw read works again, on a new connection.
     assert await repo.exists(order.id) is True
     assert await repo.exists("no-such-order") is False
+    assert "raw exists read failed" not in caplog.text
