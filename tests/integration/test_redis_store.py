@@ -17,8 +17,10 @@ from typing import Any
 
 import pytest
 import redis.asyncio
+import uvloop
 
 from persistence.nonces import NonceStoreUnavailable
+from persistence.redis_pipe import RedisPipe, RedisReplyError
 from persistence.redis_store import (
     CachedStock,
     GateUnavailable,
@@ -392,13 +394,13 @@ async def test_gate_answers_the_same_when_redis_runs_a_batch_twice(
     already. Each check carries a token, so the second run answers as the first and counts
     each hit once."""
     gate = RedisGate(client, rate_prefix=unique("rate") + ":", nonce_prefix=unique("n") + ":")
-    real = gate._script
+    real = gate._run
 
-    async def reply_lost_then_resent(**kwargs: Any) -> Any:
-        await real(**kwargs)  # ran, but its reply never arrived
-        return await real(**kwargs)
+    async def reply_lost_then_resent(keys: list[str], args: list[str]) -> Any:
+        await real(keys, args)  # ran, but its reply never arrived
+        return await real(keys, args)
 
-    gate._script = reply_lost_then_resent  # type: ignore[assignment]
+    gate._run = reply_lost_then_resent  # type: ignore[method-assign]
     replayed = nonce()
     assert (await gate.admit("k", replayed, 3, now=T0, nonce_ttl=TTL)).nonce_fresh
     verdicts = await asyncio.gather(
@@ -411,7 +413,7 @@ async def test_gate_answers_the_same_when_redis_runs_a_batch_twice(
     # 3 hits in the window, so the next check is the one over the limit.
     assert [v.allowed for v in verdicts] == [True, True, True]
     assert not (await gate.admit("k", nonce(), 3, now=T0, nonce_ttl=TTL)).allowed
-    gate._script = real
+    gate._run = real  # type: ignore[method-assign]
     assert await gate.admit("k", nonce(), 3, now=T0 + 1.0, nonce_ttl=TTL) == Verdict(True, 0, True)
 
 
@@ -444,6 +446,113 @@ async def test_gate_survives_a_cancelled_caller(gate: RedisGate) -> None:
     assert isinstance(done[3], asyncio.CancelledError)
     assert sum(isinstance(d, Verdict) and d.nonce_fresh for d in done) == 9
     assert (await gate.admit("k", nonce(), 100, now=T0, nonce_ttl=TTL)).nonce_fresh
+
+
+async def test_gate_goes_through_the_pipe_and_reloads_a_flushed_script(
+    client: redis.asyncio.Redis,
+) -> None:
+    """Over plain TCP the gate sends its script on its own pipe, not through redis-py: the
+    pipe's one connection is the only new one. After Redis lost its scripts (SCRIPT FLUSH,
+    as after a restart) the next check is answered: EVALSHA's NOSCRIPT, then EVAL."""
+    gate = RedisGate(client, rate_prefix=unique("rate") + ":", nonce_prefix=unique("n") + ":")
+    assert gate._pipe is not None
+    await client.ping()
+    before = int((await client.info("stats"))["total_connections_received"])
+    assert (await gate.admit("k", nonce(), 5, now=T0, nonce_ttl=TTL)).nonce_fresh
+    assert (await gate.admit("k", nonce(), 5, now=T0, nonce_ttl=TTL)).nonce_fresh
+    assert int((await client.info("stats"))["total_connections_received"]) == before + 1
+    await client.script_flush()
+    calls = await script_calls(client)
+    replayed = nonce()
+    assert (await gate.admit("k", replayed, 5, now=T0, nonce_ttl=TTL)).nonce_fresh
+    assert not (await gate.admit("k", replayed, 5, now=T0, nonce_ttl=TTL)).nonce_fresh
+    assert await script_calls(client) == calls + 3  # EVALSHA refused, EVAL, then EVALSHA
+
+
+async def test_pipe_matches_each_reply_to_its_command_under_concurrency(
+    redis_server: RedisServer,
+) -> None:
+    """Hundreds of commands in flight on one connection, one of them cancelled and one an
+    error reply: every other caller gets its own reply."""
+    pipe = RedisPipe("127.0.0.1", redis_server.port, timeout_s=2.0)
+    try:
+        calls = [asyncio.ensure_future(pipe.call("ECHO", f"m{i}")) for i in range(300)]
+        bad = asyncio.ensure_future(pipe.call("NO-SUCH-COMMAND"))
+        calls[7].cancel()
+        replies = await asyncio.gather(*calls, return_exceptions=True)
+        assert isinstance(replies[7], asyncio.CancelledError)
+        assert all(replies[i] == f"m{i}".encode() for i in range(300) if i != 7)
+        with pytest.raises(RedisReplyError, match="unknown command"):
+            await bad
+        assert await pipe.call("ECHO", "after") == b"after"
+    finally:
+        pipe.close()
+
+
+async def test_pipe_logs_in_and_selects_the_urls_database(redis_server: RedisServer) -> None:
+    """A URL with a password and a database: the gate's pipe authenticates and writes into
+    that database; a wrong password fails closed."""
+    admin = redis_client(redis_server.url)
+    password = unique("pw")
+    await admin.config_set("requirepass", password)
+    try:
+        c = redis_client(f"redis://:{password}@127.0.0.1:{redis_server.port}/3")
+        wrong = redis_client(f"redis://:nope@127.0.0.1:{redis_server.port}/3")
+        try:
+            prefix = unique("n") + ":"
+            gate = RedisGate(c, rate_prefix=unique("rate") + ":", nonce_prefix=prefix)
+            n = nonce()
+            assert (await gate.admit("k", n, 5, now=T0, nonce_ttl=TTL)).nonce_fresh
+            assert await c.exists(f"{prefix}k:{n}") == 1  # in database 3
+            with pytest.raises(GateUnavailable):
+                await RedisGate(wrong).admit("k", nonce(), 5, now=T0, nonce_ttl=TTL)
+        finally:
+            await c.aclose()
+            await wrong.aclose()
+    finally:
+        authed = redis_client(f"redis://:{password}@127.0.0.1:{redis_server.port}/0")
+        await authed.config_set("requirepass", "")
+        await authed.aclose()
+        await admin.aclose()
+
+
+async def test_pipe_times_out_every_waiting_command_then_connects_anew() -> None:
+    """A server that accepts and never answers: every command in flight fails after the
+    timeout, together, and the next one makes a new connection."""
+    with a_silent_port() as silent:
+        pipe = RedisPipe("127.0.0.1", silent.getsockname()[1], timeout_s=0.3)
+        began = time.monotonic()
+        outcomes = await asyncio.gather(
+            *(pipe.call("PING") for _ in range(5)), return_exceptions=True
+        )
+        assert all(isinstance(o, TimeoutError) for o in outcomes), outcomes
+        assert time.monotonic() - began < 1.0
+        first = pipe._connection
+        with pytest.raises(TimeoutError):
+            await pipe.call("PING")
+        assert pipe._connection is not first
+        pipe.close()
+
+
+def test_the_gate_and_its_pipe_run_on_uvloop(redis_server: RedisServer) -> None:
+    """The platform's Ray processes run uvloop, whose transports are not asyncio's: the
+    gate answers there, on one connection, for concurrent checks."""
+
+    async def checks() -> list[Verdict]:
+        c = redis_client(redis_server.url)
+        try:
+            gate = RedisGate(c, rate_prefix=unique("rate") + ":", nonce_prefix=unique("n") + ":")
+            replayed = nonce()
+            return await asyncio.gather(
+                *(gate.admit("k", n, 100, now=T0, nonce_ttl=TTL) for n in (replayed, replayed)),
+                *(gate.admit("k", nonce(), 100, now=T0, nonce_ttl=TTL) for _ in range(20)),
+            )
+        finally:
+            await c.aclose()
+
+    verdicts = uvloop.run(checks())
+    assert [v.nonce_fresh for v in verdicts[:2]] == [True, False]
+    assert all(v.allowed and v.nonce_fresh for v in verdicts[2:])
 
 
 # ----------------------------------------------------------------------------- hot stock
