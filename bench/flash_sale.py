@@ -147,9 +147,7 @@ def main() -> None:
     profiler = Profiler(args.profile) if args.profile else None
     with stack(serve_replicas=args.serve_replicas) as s:
         asyncio.run(
-            main_async(
-                s, args.attempts, args.seats, args.concurrency, args.distributors, profiler
-            )
+            main_async(s, args.attempts, args.seats, args.concurrency, args.distributors, profiler)
         )
 
 

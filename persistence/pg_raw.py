@@ -16,8 +16,7 @@ for SQLite and for when the raw one fails.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from types import TracebackType
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -27,19 +26,34 @@ def raw_capable(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "postgresql" and engine.dialect.driver == "asyncpg"
 
 
-@asynccontextmanager
-async def raw_asyncpg(engine: AsyncEngine) -> AsyncIterator[Any]:
-    """An asyncpg `Connection` of `engine`'s pool, checked out for the block."""
-    pooled = await engine.raw_connection()
-    driver: Any = pooled.driver_connection
-    try:
-        yield driver
-    except BaseException as exc:
-        if not isinstance(exc, Exception) or driver.is_closed():
-            pooled.invalidate(exc, soft=True)
-        raise
-    else:
-        if driver.is_closed():  # a statement failed on it, and the block dealt with that
-            pooled.invalidate(soft=True)
-    finally:
-        pooled.close()
+class raw_asyncpg:  # (named as the function it stands for: `async with raw_asyncpg(e) as c`)
+    """An asyncpg `Connection` of `engine`'s pool, checked out for the block. (A class, not
+    an `asynccontextmanager`: this is on every order move, and a generator-based manager
+    costs about 3 µs more per use.)"""
+
+    __slots__ = ("_engine", "_pooled")
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._pooled: Any = None
+
+    async def __aenter__(self) -> Any:
+        self._pooled = await self._engine.raw_connection()
+        return self._pooled.driver_connection
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        _tb: TracebackType | None,
+    ) -> None:
+        pooled, self._pooled = self._pooled, None
+        try:
+            # Dropped by the server, or left mid-statement by a cancel (anything not an
+            # Exception); or closed under a statement whose failure the block dealt with.
+            if (exc is not None and not isinstance(exc, Exception)) or (
+                pooled.driver_connection.is_closed()
+            ):
+                pooled.invalidate(exc, soft=True)
+        finally:
+            pooled.close()

@@ -16,8 +16,10 @@ next command connects anew. An error reply (`-ERR …`, `-NOSCRIPT …`) fails o
 command, as `RedisReplyError`.
 
 Only a plain TCP connection is made here, with the URL's user, password and database
-(`from_client` reads them from a redis-py client's pool). For TLS or a Unix socket
-`from_client` returns None, and the gate keeps redis-py.
+(`from_client` reads them from a redis-py client's pool). For TLS, a Unix socket, a
+credential provider or a cluster client `from_client` returns None, and the gate keeps
+redis-py. Unlike redis-py, a server still loading its data set (`-LOADING`) is not waited
+for: the call fails (and the gate with it, closed) until it is ready.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ class _Connection(asyncio.Protocol):
     def fail(self, exc: Exception) -> None:
         """Close the connection and fail every command waiting on it."""
         self.closed = True
-        if self.transport is not None:
+        if self.transport is not None and not self.loop.is_closed():
             self.transport.abort()
         while self.waiting:
             future = self.waiting.popleft()
@@ -100,8 +102,10 @@ class RedisPipe:
     ) -> None:
         self._host, self._port = host, port
         self._hello: list[tuple[Any, ...]] = []
-        if password is not None:
-            self._hello.append(("AUTH", username, password) if username else ("AUTH", password))
+        if username or password:  # as redis-py: a user alone logs in with an empty password
+            self._hello.append(
+                ("AUTH", username, password or "") if username else ("AUTH", password)
+            )
         if db:
             self._hello.append(("SELECT", db))
         self._timeout = timeout_s
@@ -113,10 +117,12 @@ class RedisPipe:
     def from_client(cls, client: redis.asyncio.Redis) -> RedisPipe | None:
         """A pipe to the Redis `client` talks to, with its credentials, database and
         timeouts; None when it does not connect over plain TCP."""
-        pool = client.connection_pool
-        if pool.connection_class is not redis.asyncio.Connection:
+        pool = getattr(client, "connection_pool", None)  # (a cluster client has none)
+        if pool is None or pool.connection_class is not redis.asyncio.Connection:
             return None
         kw = pool.connection_kwargs
+        if kw.get("credential_provider") is not None:
+            return None
         return cls(
             str(kw.get("host", "localhost")),
             int(kw.get("port", 6379)),
@@ -137,9 +143,10 @@ class RedisPipe:
     async def _send(self, connection: _Connection, args: tuple[Any, ...]) -> Any:
         if connection.transport is None or connection.closed:
             raise ConnectionError("redis: connection closed")
+        frame = hiredis.pack_command(args)  # (raises before anything is queued or written)
         future: asyncio.Future[Any] = connection.loop.create_future()
         connection.waiting.append(future)
-        connection.transport.write(hiredis.pack_command(args))
+        connection.transport.write(frame)
         expiry = connection.loop.call_later(self._timeout, _expire, connection, future)
         try:
             return await future
@@ -149,18 +156,20 @@ class RedisPipe:
     async def _connect(self) -> _Connection:
         loop = _running_loop()
         if self._connecting is None or self._connecting[0] is not loop:
-            # (A connection, and a lock, belong to one event loop: another loop starts over.)
+            # A connection, and a lock, belong to one event loop: another loop starts over.
             self._connecting = (loop, asyncio.Lock())
-        async with self._connecting[1]:  # one attempt at a time; the others use its result
+            self.close()
+        # One attempt at a time (the others use its connection), and a caller waits one
+        # connect timeout in all, however many attempts are queued before it.
+        async with asyncio.timeout(self._connect_timeout), self._connecting[1]:
             current = self._connection
             if current is not None and not current.closed and current.loop is loop:
                 return current
             connection = _Connection(loop)
             try:
-                async with asyncio.timeout(self._connect_timeout):
-                    await loop.create_connection(lambda: connection, self._host, self._port)
-                    for command in self._hello:
-                        await self._send(connection, command)
+                await loop.create_connection(lambda: connection, self._host, self._port)
+                for command in self._hello:
+                    await self._send(connection, command)
             except BaseException as exc:
                 connection.fail(ConnectionError(f"redis: could not connect ({exc!r})"))
                 raise

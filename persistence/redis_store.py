@@ -359,6 +359,11 @@ class RedisGate:
                 raise
             return await pipe.call("EVAL", _GATE_LUA, len(keys), *keys, *args)
 
+    def close(self) -> None:
+        """Close the gate's own connection (the client's are the client's to close)."""
+        if self._pipe is not None:
+            self._pipe.close()
+
 
 class LocalRateLimiter:
     """The same sliding-window log in this process's memory: the embedded default."""

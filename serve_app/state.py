@@ -72,8 +72,9 @@ class PlatformState:
         )
         # Redis where it belongs (nonces, rate limits, hot stock); embedded fallbacks without it.
         admission: Admission
+        self._gate: RedisGate | None = None
         if self.redis is not None:
-            admission = RedisGate(self.redis)
+            admission = self._gate = RedisGate(self.redis)
             self.stock_cache: StockCache = RedisStockCache(self.redis)
         else:
             admission = SeparateAdmission(LocalRateLimiter(), DbNonceStore(self.engine))
@@ -127,4 +128,8 @@ class PlatformState:
         self._settlement = None
 
     async def aclose(self) -> None:
+        if self._gate is not None:
+            self._gate.close()
+        if self.redis is not None:
+            await self.redis.aclose()
         await self.engine.dispose()

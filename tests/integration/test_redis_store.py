@@ -339,9 +339,15 @@ async def test_local_limiter_is_bounded() -> None:
 # What a signed request asks: a rate hit and then a nonce claim, in one round trip.
 
 
-@pytest.fixture
-def gate(client: redis.asyncio.Redis) -> RedisGate:
-    return RedisGate(client, rate_prefix=unique("rate") + ":", nonce_prefix=unique("n") + ":")
+@pytest.fixture(params=["pipe", "redis-py"])
+def gate(request: pytest.FixtureRequest, client: redis.asyncio.Redis) -> Iterator[RedisGate]:
+    """The gate on its own pipe (plain TCP), and through redis-py (as for TLS or a cluster)."""
+    g = RedisGate(client, rate_prefix=unique("rate") + ":", nonce_prefix=unique("n") + ":")
+    if request.param == "redis-py":
+        g.close()
+        g._pipe = None
+    yield g
+    g.close()
 
 
 async def test_gate_admits_then_refuses_a_replayed_nonce(gate: RedisGate) -> None:
@@ -476,8 +482,12 @@ async def test_pipe_matches_each_reply_to_its_command_under_concurrency(
     error reply: every other caller gets its own reply."""
     pipe = RedisPipe("127.0.0.1", redis_server.port, timeout_s=2.0)
     try:
+        assert await pipe.call("PING") == b"PONG"  # connected: the calls below go at once
         calls = [asyncio.ensure_future(pipe.call("ECHO", f"m{i}")) for i in range(300)]
         bad = asyncio.ensure_future(pipe.call("NO-SUCH-COMMAND"))
+        with pytest.raises(TypeError):
+            await pipe.call("ECHO", None)  # type: ignore[arg-type]  # (nothing is queued)
+        await asyncio.sleep(0)  # every command is written; their replies are on the way
         calls[7].cancel()
         replies = await asyncio.gather(*calls, return_exceptions=True)
         assert isinstance(replies[7], asyncio.CancelledError)
@@ -490,30 +500,72 @@ async def test_pipe_matches_each_reply_to_its_command_under_concurrency(
 
 
 async def test_pipe_logs_in_and_selects_the_urls_database(redis_server: RedisServer) -> None:
-    """A URL with a password and a database: the gate's pipe authenticates and writes into
-    that database; a wrong password fails closed."""
+    """URLs with a password, or a user and a password, and a database: the gate's pipe logs
+    in as the URL says and writes into that database; a wrong password fails closed."""
     admin = redis_client(redis_server.url)
-    password = unique("pw")
+    password, user = unique("pw"), unique("user")
+    await admin.acl_setuser(
+        user,
+        enabled=True,
+        passwords=[f"+{password}"],
+        keys=["*"],
+        channels=["*"],
+        commands=["+@all"],
+    )
     await admin.config_set("requirepass", password)
+    base = f"127.0.0.1:{redis_server.port}"
     try:
-        c = redis_client(f"redis://:{password}@127.0.0.1:{redis_server.port}/3")
-        wrong = redis_client(f"redis://:nope@127.0.0.1:{redis_server.port}/3")
-        try:
+        for url in (f"redis://:{password}@{base}/3", f"redis://{user}:{password}@{base}/3"):
+            c = redis_client(url)
             prefix = unique("n") + ":"
             gate = RedisGate(c, rate_prefix=unique("rate") + ":", nonce_prefix=prefix)
-            n = nonce()
-            assert (await gate.admit("k", n, 5, now=T0, nonce_ttl=TTL)).nonce_fresh
-            assert await c.exists(f"{prefix}k:{n}") == 1  # in database 3
+            try:
+                n = nonce()
+                assert (await gate.admit("k", n, 5, now=T0, nonce_ttl=TTL)).nonce_fresh
+                assert await c.exists(f"{prefix}k:{n}") == 1  # in database 3
+            finally:
+                gate.close()
+                await c.aclose()
+        wrong = redis_client(f"redis://:nope@{base}/3")
+        refused = RedisGate(wrong)
+        try:
             with pytest.raises(GateUnavailable):
-                await RedisGate(wrong).admit("k", nonce(), 5, now=T0, nonce_ttl=TTL)
+                await refused.admit("k", nonce(), 5, now=T0, nonce_ttl=TTL)
         finally:
-            await c.aclose()
+            refused.close()
             await wrong.aclose()
     finally:
-        authed = redis_client(f"redis://:{password}@127.0.0.1:{redis_server.port}/0")
+        authed = redis_client(f"redis://:{password}@{base}/0")
         await authed.config_set("requirepass", "")
+        await authed.acl_deluser(user)
         await authed.aclose()
         await admin.aclose()
+
+
+async def test_gate_sends_again_once_when_its_connection_breaks_under_a_call(
+    client: redis.asyncio.Redis,
+) -> None:
+    """The pipe's connection is cut while a check waits on it (writes paused, then the
+    connection killed): the gate sends the batch once more, on a new connection, and the
+    check is answered once the pause ends, its nonce claimed once."""
+    gate = RedisGate(client, rate_prefix=unique("rate") + ":", nonce_prefix=unique("n") + ":")
+    try:
+        assert (await gate.admit("k", nonce(), 5, now=T0, nonce_ttl=TTL)).nonce_fresh
+        assert gate._pipe is not None
+        pipe_id = str(await gate._pipe.call("CLIENT", "ID"))
+        await client.client_pause(300, all=False)  # writes (the gate's script) wait
+        n = nonce()
+        waiting = asyncio.ensure_future(gate.admit("k", n, 5, now=T0, nonce_ttl=TTL))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        assert await client.client_kill_filter(_id=pipe_id) == 1
+        verdict = await waiting
+        assert verdict.allowed
+        assert verdict.nonce_fresh
+        assert not (await gate.admit("k", n, 5, now=T0, nonce_ttl=TTL)).nonce_fresh
+        assert str(await gate._pipe.call("CLIENT", "ID")) != pipe_id  # a new connection
+    finally:
+        gate.close()
 
 
 async def test_pipe_times_out_every_waiting_command_then_connects_anew() -> None:
@@ -521,38 +573,45 @@ async def test_pipe_times_out_every_waiting_command_then_connects_anew() -> None
     timeout, together, and the next one makes a new connection."""
     with a_silent_port() as silent:
         pipe = RedisPipe("127.0.0.1", silent.getsockname()[1], timeout_s=0.3)
-        began = time.monotonic()
-        outcomes = await asyncio.gather(
-            *(pipe.call("PING") for _ in range(5)), return_exceptions=True
-        )
-        assert all(isinstance(o, TimeoutError) for o in outcomes), outcomes
-        assert time.monotonic() - began < 1.0
-        first = pipe._connection
-        with pytest.raises(TimeoutError):
-            await pipe.call("PING")
-        assert pipe._connection is not first
-        pipe.close()
+        try:
+            began = time.monotonic()
+            outcomes = await asyncio.gather(
+                *(pipe.call("PING") for _ in range(5)), return_exceptions=True
+            )
+            assert all(isinstance(o, TimeoutError) for o in outcomes), outcomes
+            assert time.monotonic() - began < 1.0
+            first = pipe._connection
+            with pytest.raises(TimeoutError):
+                await pipe.call("PING")
+            assert pipe._connection is not first
+        finally:
+            pipe.close()
 
 
 def test_the_gate_and_its_pipe_run_on_uvloop(redis_server: RedisServer) -> None:
     """The platform's Ray processes run uvloop, whose transports are not asyncio's: the
     gate answers there, on one connection, for concurrent checks."""
 
-    async def checks() -> list[Verdict]:
+    async def checks() -> tuple[list[Verdict], int]:
         c = redis_client(redis_server.url)
+        gate = RedisGate(c, rate_prefix=unique("rate") + ":", nonce_prefix=unique("n") + ":")
         try:
-            gate = RedisGate(c, rate_prefix=unique("rate") + ":", nonce_prefix=unique("n") + ":")
+            await c.ping()
+            before = int((await c.info("stats"))["total_connections_received"])
             replayed = nonce()
-            return await asyncio.gather(
+            verdicts = await asyncio.gather(
                 *(gate.admit("k", n, 100, now=T0, nonce_ttl=TTL) for n in (replayed, replayed)),
                 *(gate.admit("k", nonce(), 100, now=T0, nonce_ttl=TTL) for _ in range(20)),
             )
+            return verdicts, int((await c.info("stats"))["total_connections_received"]) - before
         finally:
+            gate.close()
             await c.aclose()
 
-    verdicts = uvloop.run(checks())
+    verdicts, connections = uvloop.run(checks())
     assert [v.nonce_fresh for v in verdicts[:2]] == [True, False]
     assert all(v.allowed and v.nonce_fresh for v in verdicts[2:])
+    assert connections == 1
 
 
 # ----------------------------------------------------------------------------- hot stock
