@@ -7,9 +7,9 @@ Against PostgreSQL, Redis and the sandbox supplier (a box office of its own with
 `--seats` seats). Prints the wall time, how many attempts got seats (must be exactly the
 seats), how many were refused `sold_out` (every other one) and any other answer (must be
 none), the lock calls the supplier received, p50/p99 of the locks and of the refusals (all of
-them, and those after the first refusal, when the tier is known to be sold out), CPU per
-attempt by process, and as the baseline from the same run the cheapest signed call (a GET of
-one order) at the same concurrency.
+them, those after the first refusal, when the tier is known to be sold out, and those asked
+after the last lock was answered), CPU per attempt by process, and as the baseline from the
+same run the cheapest signed call (a GET of one order) at the same concurrency.
 """
 
 from __future__ import annotations
@@ -29,24 +29,27 @@ from tests.support.flash_sale import FlashSale, open_flash_sale
 
 async def sale_run(
     s: Stack, sale: FlashSale, attempts: int, concurrency: int
-) -> tuple[float, Counter[str], Timings, Timings, Timings, str]:
+) -> tuple[float, Counter[str], Timings, Timings, Timings, Timings, str]:
     clients = [
         FastSignedClient(s.world.base_url, c, max_connections=concurrency) for c in sale.sellers
     ]
     locks, refusals, known = Timings("lock (201)"), Timings("refusal (409)"), Timings("known")
     answers: Counter[str] = Counter()
     first_refusal: list[float] = []
+    last_lock = 0.0  # when the last 201 was answered
+    refused_at: list[tuple[float, float]] = []  # (started, ms) of each known refusal
     run = uuid.uuid4().hex[:6]
     some_order = ""
 
     async def one(i: int) -> None:
-        nonlocal some_order
+        nonlocal some_order, last_lock
         client = clients[i % len(clients)]
         started = time.perf_counter()
         r = await client.request("POST", "/v1/orders", sale.body(f"FS-{run}-{i}"))
         ms = (time.perf_counter() - started) * 1000.0
         if r.status_code == 201:
             locks.add(ms)
+            last_lock = max(last_lock, time.perf_counter())
             answers["LOCKED"] += 1
             if i % len(clients) == 0 and not some_order:
                 some_order = r.json()["id"]  # one of the first distributor's orders
@@ -57,6 +60,7 @@ async def sale_run(
             refusals.add(ms)
             if first_refusal and started > first_refusal[0]:
                 known.add(ms)
+                refused_at.append((started, ms))
             elif not first_refusal:
                 first_refusal.append(time.perf_counter())
 
@@ -66,7 +70,12 @@ async def sale_run(
         for c in clients:
             await c.aclose()
     known.name = "refusal, known sold out"
-    return elapsed, answers, locks, refusals, known, some_order
+    # The same, asked after the last seat's lock was answered: no lock in flight any more.
+    after = Timings("refusal, after the last lock")
+    for started, ms in refused_at:
+        if started > last_lock:
+            after.add(ms)
+    return elapsed, answers, locks, refusals, known, after, some_order
 
 
 async def signed_get_baseline(s: Stack, sale: FlashSale, order_id: str, n: int, c: int) -> Timings:
@@ -102,7 +111,7 @@ async def main_async(
         if profiler is not None:
             profiler.start("sale")
         try:
-            elapsed, answers, locks, refusals, known, some = await sale_run(
+            elapsed, answers, locks, refusals, known, after, some = await sale_run(
                 s, sale, attempts, concurrency
             )
         finally:
@@ -124,7 +133,7 @@ async def main_async(
     exact = answers["LOCKED"] == seats and answers["409 sold_out"] == attempts - seats
     print(f"  exactly {seats} LOCKED, every other one sold_out: {'yes' if exact else 'NO'}")
     print(f"  supplier lock calls: {supplier_calls}  (box office now {inventory})")
-    for t in (locks, refusals, known, baseline):
+    for t in (locks, refusals, known, after, baseline):
         print("  " + t.line())
     if baseline.samples_ms and known.samples_ms:
         print(
