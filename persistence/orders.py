@@ -116,10 +116,10 @@ class OrderRepository:
         self._reads = statement_reads(engine)
         self._tz = tz  # the platform's time zone: flows are booked into its calendar days
         self._vault = vault  # real-name attendees: sealed on the row, claimed by keyed hash
-        if one_statement is None:
-            one_statement = raw_capable(engine)
-        self._moves = OneStatementMoves(engine) if one_statement else None
         self._raw = raw_capable(engine)  # hot reads on the pool's raw asyncpg connection
+        if one_statement is None:
+            one_statement = self._raw
+        self._moves = OneStatementMoves(engine) if one_statement else None
         # How each move was written (tests and benchmarks read it).
         self.paths: Counter[str] = Counter()
 

@@ -39,10 +39,6 @@ class RedisReplyError(redis.exceptions.ResponseError):
     """Redis answered a command with an error."""
 
 
-def _running_loop() -> asyncio.AbstractEventLoop:
-    return asyncio.get_running_loop()
-
-
 class _Connection(asyncio.Protocol):
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -136,7 +132,8 @@ class RedisPipe:
     async def call(self, *args: str | bytes | int) -> Any:
         """Send one command and return its reply (bytes, int, list, None)."""
         connection = self._connection
-        if connection is None or connection.closed or connection.loop is not _running_loop():
+        loop = asyncio.get_running_loop()
+        if connection is None or connection.closed or connection.loop is not loop:
             connection = await self._connect()
         return await self._send(connection, args)
 
@@ -154,7 +151,7 @@ class RedisPipe:
             expiry.cancel()
 
     async def _connect(self) -> _Connection:
-        loop = _running_loop()
+        loop = asyncio.get_running_loop()
         if self._connecting is None or self._connecting[0] is not loop:
             # A connection, and a lock, belong to one event loop: another loop starts over.
             self._connecting = (loop, asyncio.Lock())
