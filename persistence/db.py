@@ -13,6 +13,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from persistence.fair_pool import FairAsyncPool
+
 T = TypeVar("T")
 
 
@@ -73,6 +75,9 @@ def make_engine(url: str, *, pool_size: int = 8) -> AsyncEngine:
         # every pooled connection older than the failure. Order moves run again at once
         # (again_if_dropped); other callers answer 503 and may be asked again.
         "pool_pre_ping": False,
+        # Waiters for a connection are served in the order they came (persistence/fair_pool.py):
+        # SQLAlchemy's own pool lets a newcomer take a connection a waiter was woken for.
+        "poolclass": FairAsyncPool,
         "hide_parameters": True,  # (as above: no personal data in error messages and logs)
     }
     engine = create_async_engine(url, **kwargs)

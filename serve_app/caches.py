@@ -5,6 +5,12 @@ Freshness: an admin change made through this process (revoking a key, suspending
 distributor, changing a grant) clears its caches at once; other API replicas see it within
 `ttl` (1 s by default). Expiry times are checked on every request against the cached
 `expires_at`, so an expired key is refused on the second it expires.
+
+A key asked for often is read again before it expires: once its value is half its `ttl`
+old, the next request starts a reload in the background and is answered from the cache, so
+a busy key's requests never wait for the database (in a flash sale they had waited for each
+second's reload behind 60 other reads, up to 29 ms at p99). A value is still never served
+older than `ttl`: past it, the request waits for the load, as before.
 """
 
 from __future__ import annotations
@@ -36,20 +42,23 @@ class TtlCache(Generic[K, V]):
 
     async def get(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
         hit = self._data.get(key)
-        if hit is not None and time.monotonic() - hit[0] < self._ttl:
-            return hit[1]
+        if hit is not None:
+            age = time.monotonic() - hit[0]
+            if age < self._ttl:
+                if age >= self._ttl / 2:  # read again ahead, answered from the cache meanwhile
+                    self._loads.start(key, lambda: self._load_and_keep(key, load))
+                return hit[1]
+        return await self._loads.run(key, lambda: self._load_and_keep(key, load))
 
-        async def load_and_keep() -> V:
-            generation = self._generation
-            started = time.monotonic()  # a value is as old as the question that fetched it
-            value = await load()
-            if generation == self._generation:  # not cleared while it was being read
-                if len(self._data) >= self._max:
-                    self._data.clear()
-                self._data[key] = (started, value)
-            return value
-
-        return await self._loads.run(key, load_and_keep)
+    async def _load_and_keep(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
+        generation = self._generation
+        started = time.monotonic()  # a value is as old as the question that fetched it
+        value = await load()
+        if generation == self._generation:  # not cleared while it was being read
+            if len(self._data) >= self._max:
+                self._data.clear()
+            self._data[key] = (started, value)
+        return value
 
     def clear(self) -> None:
         """Forget everything, including loads still running (their answers may predate a

@@ -33,12 +33,17 @@ class SingleFlight(Generic[K, V]):
         return len(self._running)
 
     async def run(self, key: K, call: Callable[[], Awaitable[V]]) -> V:
+        return await asyncio.shield(self.start(key, call))
+
+    def start(self, key: K, call: Callable[[], Awaitable[V]]) -> asyncio.Task[V]:
+        """The call in flight for `key`, started now if there is none; nobody need await it
+        (its failure is retrieved, and kept by nobody)."""
         task = self._running.get(key)
         if task is None or task.done():  # (a finished call is forgotten on the next turn)
             task = asyncio.ensure_future(call())
             self._running[key] = task
             task.add_done_callback(lambda done: self._finished(key, done))
-        return await asyncio.shield(task)
+        return task
 
     def forget(self) -> None:
         """Calls made from now on do not join the ones in flight (which still answer their

@@ -102,3 +102,40 @@ async def test_a_caller_that_gives_up_leaves_the_load_to_the_others() -> None:
     src.release.set()
     assert await waiter == "v1"
     assert src.asked == 1  # the load went on for the waiter: one question, not two
+
+
+async def test_a_value_past_half_its_ttl_is_read_again_in_the_background() -> None:
+    cache: TtlCache[str, str] = TtlCache(0.4)
+    src = Source()
+    src.release.set()
+    assert await cache.get("k", src.load) == "v1"
+    src.release.clear()  # from now on a load waits until released
+    src.value = "v2"
+    await asyncio.sleep(0.25)
+    # Answered from the cache at once, though the load it started has not finished.
+    readers = [await asyncio.wait_for(cache.get("k", src.load), 0.05) for _ in range(20)]
+    assert readers == ["v1"] * 20
+    await asked(src, 2)
+    assert src.asked == 2  # twenty requests, one reload
+    src.release.set()
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert await cache.get("k", src.load) == "v2"
+    assert src.asked == 2
+
+
+async def test_a_value_is_never_served_past_its_ttl_even_when_its_reload_failed() -> None:
+    cache: TtlCache[str, str] = TtlCache(0.2)
+    src = Source()
+    src.release.set()
+    assert await cache.get("k", src.load) == "v1"
+    src.fail = RuntimeError("database down")
+    await asyncio.sleep(0.12)
+    assert await cache.get("k", src.load) == "v1"  # the reload ahead fails in the background
+    await asked(src, 2)
+    await asyncio.sleep(0.1)  # now past the ttl: the request waits for a load of its own
+    with pytest.raises(RuntimeError, match="database down"):
+        await cache.get("k", src.load)
+    src.fail = None
+    src.value = "v3"
+    assert await cache.get("k", src.load) == "v3"

@@ -1,0 +1,76 @@
+"""The fair pool's queue (persistence/fair_pool.py): first come, first served, whatever
+arrives between a hand-over and the waiter's next turn, and nothing lost to a waiter that
+gives up."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from persistence.fair_pool import FairQueue
+
+
+async def test_an_item_goes_to_the_longest_waiter_not_to_a_newcomer() -> None:
+    q: FairQueue[str] = FairQueue(maxsize=2)
+    first = asyncio.ensure_future(q.get())
+    second = asyncio.ensure_future(q.get())
+    await asyncio.sleep(0)
+    q.put_nowait("a")
+    # A newcomer arriving before the first waiter's turn finds nothing to take.
+    with pytest.raises(asyncio.QueueEmpty):
+        q.get_nowait()
+    newcomer = asyncio.ensure_future(q.get())
+    q.put_nowait("b")
+    q.put_nowait("c")
+    assert (await first, await second, await newcomer) == ("a", "b", "c")
+    assert q.empty()
+
+
+async def test_items_are_kept_only_while_nobody_waits_and_up_to_maxsize() -> None:
+    q: FairQueue[int] = FairQueue(maxsize=2)
+    q.put_nowait(1)
+    q.put_nowait(2)
+    assert q.full()
+    assert q.qsize() == 2
+    with pytest.raises(asyncio.QueueFull):
+        q.put_nowait(3)
+    assert await q.get() == 1  # (taken at once: nobody was waiting)
+    assert q.get_nowait() == 2
+    assert q.empty()
+    assert not q.full()
+
+
+async def test_a_waiter_that_times_out_leaves_the_line() -> None:
+    q: FairQueue[str] = FairQueue()
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.01):
+            await q.get()
+    later = asyncio.ensure_future(q.get())
+    await asyncio.sleep(0)
+    q.put_nowait("x")
+    assert await later == "x"
+
+
+async def test_a_waiter_cancelled_as_it_was_handed_an_item_passes_it_on() -> None:
+    q: FairQueue[str] = FairQueue()
+    first = asyncio.ensure_future(q.get())
+    second = asyncio.ensure_future(q.get())
+    await asyncio.sleep(0)
+    q.put_nowait("conn")  # handed to the first waiter...
+    first.cancel()  # ...which gives up before its turn
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert await asyncio.wait_for(second, 1) == "conn"
+    assert q.empty()
+
+
+async def test_an_item_handed_over_as_the_last_waiter_gave_up_is_kept() -> None:
+    q: FairQueue[str] = FairQueue()
+    only = asyncio.ensure_future(q.get())
+    await asyncio.sleep(0)
+    q.put_nowait("conn")
+    only.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await only
+    assert q.get_nowait() == "conn"  # not lost: the pool's connection is still there
