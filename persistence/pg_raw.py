@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.util import greenlet_spawn
 
 
 def raw_capable(engine: AsyncEngine) -> bool:
@@ -48,12 +49,19 @@ class raw_asyncpg:  # (named as the function it stands for: `async with raw_asyn
         _tb: TracebackType | None,
     ) -> None:
         pooled, self._pooled = self._pooled, None
-        try:
-            # Dropped by the server, or left mid-statement by a cancel (anything not an
-            # Exception); or closed under a statement whose failure the block dealt with.
-            if (exc is not None and not isinstance(exc, Exception)) or (
-                pooled.driver_connection.is_closed()
-            ):
-                pooled.invalidate(exc, soft=True)
-        finally:
-            pooled.close()
+        # In a greenlet, as SQLAlchemy's own AsyncConnection.close does: the check-in may
+        # close the connection (an overflow one the pool has no room for, an invalidated
+        # one), and closing an asyncpg connection awaits.
+        await greenlet_spawn(_check_in, pooled, exc)
+
+
+def _check_in(pooled: Any, exc: BaseException | None) -> None:
+    try:
+        # Dropped by the server, or left mid-statement by a cancel (anything not an
+        # Exception); or closed under a statement whose failure the block dealt with.
+        if (exc is not None and not isinstance(exc, Exception)) or (
+            pooled.driver_connection.is_closed()
+        ):
+            pooled.invalidate(exc, soft=True)
+    finally:
+        pooled.close()

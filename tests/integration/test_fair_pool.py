@@ -1,19 +1,25 @@
 """The PostgreSQL pool serves its waiters in the order they came (persistence/fair_pool.py),
 on a real server: with many more callers than connections, each checking out again as soon
 as it checked in, no caller is served after callers that asked later (beyond the pool's first
-connections being made), where SQLAlchemy's own pool lets some be passed over again and again."""
+connections being made), where SQLAlchemy's own pool lets some be passed over again and again.
+And the raw connections of the hot path (persistence/pg_raw.py) go back to it as SQLAlchemy's
+own do: an overflow connection it has no room for is closed, not left open with an error."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 
+import asyncpg
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 from persistence.db import make_engine
 from persistence.fair_pool import FairAsyncPool
+from persistence.pg_raw import raw_asyncpg
 from tests.support.services import PostgresServer
 
 CALLERS, ROUNDS = 32, 20
@@ -56,3 +62,43 @@ async def test_sqlalchemys_own_pool_passes_some_waiters_over_the_same_load(
     url = postgres.create_database("stock_pool")
     engine = create_async_engine(url, pool_size=4, max_overflow=2, poolclass=AsyncAdaptedQueuePool)
     assert await most_overtaken(engine) > 20
+
+
+async def test_raw_overflow_connections_are_closed_when_they_come_back(
+    postgres: PostgresServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = postgres.create_database("raw_overflow")
+    engine = make_engine(url, pool_size=2)  # (and 2 overflow)
+    name = url.rsplit("/", 1)[1]
+    watcher = await asyncpg.connect(url.replace("+asyncpg", ""))
+
+    async def open_here() -> int:
+        n = await watcher.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            name,
+        )
+        return int(n)
+
+    held = asyncio.Event()
+    inside = 0
+
+    async def hold() -> None:
+        nonlocal inside
+        async with raw_asyncpg(engine) as conn:
+            assert await conn.fetchval("SELECT 1") == 1
+            inside += 1
+            await held.wait()
+
+    caplog.set_level(logging.ERROR)
+    try:
+        holders = [asyncio.ensure_future(hold()) for _ in range(4)]
+        while inside < 4:
+            await asyncio.sleep(0.01)
+        assert await open_here() == 4
+        held.set()
+        await asyncio.gather(*holders)
+        assert await open_here() == 2  # the two overflow ones closed; the pool's two kept
+        assert [r.getMessage() for r in caplog.records] == []
+    finally:
+        await watcher.close()
+        await engine.dispose()
