@@ -37,7 +37,7 @@ from actors.interfaces import (
     OrderHostCalls,
     SupplierCalls,
 )
-from actors.runtime import every
+from actors.runtime import every, freeze_startup_objects
 from domain.negotiation import NegotiationKind, PollingPolicy, Resolution
 from domain.order import ISSUED_STATUSES, IssuedTicket, Order, SupplierRefund
 from domain.partitions import Assignment, NotOwned, partition_of
@@ -683,6 +683,7 @@ class OrderHost(OrderHostCore):
         self._channel = ChannelServer(self, ORDER_CALLS)
         node_ip = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
         await self._channel.start(node_ip)
+        freeze_startup_objects()
 
     # -- the assignment ------------------------------------------------------------------
     def _apply(self, assignment: Assignment) -> None:

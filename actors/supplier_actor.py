@@ -48,7 +48,7 @@ from actors.interfaces import (
     SupplierStats,
 )
 from actors.routing import OrderHosts, pool_index, pooled, supplier_replica
-from actors.runtime import every
+from actors.runtime import every, freeze_startup_objects
 from actors.supplier_service import SupplierService
 from actors.supplier_work import SupplierWorker
 from domain.circuit import CircuitBreaker
@@ -183,6 +183,7 @@ class SupplierHost:
             if config.replica == 0:
                 jobs.append((settings.catalog_sync_seconds, self._dedicated_sync))
         self._tasks = [loop.create_task(every(t, job)) for t, job in jobs]
+        freeze_startup_objects()
 
     # -- activation ------------------------------------------------------------------------
     async def _activate(self, supplier_id: str) -> SupplierActor:

@@ -157,3 +157,27 @@ def _named_actors(namespace: str, instance: str) -> set[str]:
         for a in ray.util.list_named_actors(all_namespaces=True)
         if a["namespace"] == namespace and a["name"].startswith(f"{instance}:")
     }
+
+
+def _frozen_objects(actor: Any) -> int:
+    """How many objects the actor's process took out of the cyclic collector's reach."""
+    import gc
+
+    return int(ray.get(actor.__ray_call__.remote(lambda _self: gc.get_freeze_count()), timeout=60))
+
+
+def test_order_and_supplier_hosts_freeze_what_they_built_to_start(
+    platform: RunningPlatform,
+) -> None:
+    """Order hosts and supplier hosts freeze their start's objects
+    (`actors.runtime.freeze_startup_objects`), so that Python's full collections, which stall
+    every call in flight, walk only what the process made since. (Serve does the same for
+    the API replicas.)"""
+    config_ = platform.config
+    named = _named_actors(config_.namespace, config_.instance)
+    hosts = [n for n in named if ":order-host:" in n]
+    names = hosts + [n for n in named if ":supplier-host:" in n]
+    assert len(hosts) == config_.order_hosts
+    assert len(names) > len(hosts)
+    frozen = [_frozen_objects(ray.get_actor(n, namespace=config_.namespace)) for n in names]
+    assert all(n > 20_000 for n in frozen), frozen  # (a process's imports alone are more)
