@@ -46,7 +46,15 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def make_engine(url: str, *, pool_size: int = 8) -> AsyncEngine:
+def make_engine(url: str, *, pool_size: int = 8, fair: bool = False) -> AsyncEngine:
+    """The process's engine for `url`. `fair`: on PostgreSQL, callers waiting for a connection
+    are served first come, first served (`persistence/fair_pool.py`), for a process whose
+    callers are many independent requests that may outnumber its connections for long (an
+    API replica in a flash sale). Elsewhere SQLAlchemy's own pool, which lets a caller that
+    just arrived take a connection a waiter was woken for: under a moderate load that keeps
+    each connection busier (measured, order moves at 16 in flight on 10 connections: p99
+    4.3-5.4 ms against 6.7-7.8 ms for the fair pool), under a long overload it passes some
+    callers over again and again."""
     if is_sqlite(url):
         # hide_parameters: a database error's message (which reaches the logs) never carries
         # the statement's values: buyers' names, phones and addresses stay out of the logs.
@@ -75,11 +83,10 @@ def make_engine(url: str, *, pool_size: int = 8) -> AsyncEngine:
         # every pooled connection older than the failure. Order moves run again at once
         # (again_if_dropped); other callers answer 503 and may be asked again.
         "pool_pre_ping": False,
-        # Waiters for a connection are served in the order they came (persistence/fair_pool.py):
-        # SQLAlchemy's own pool lets a newcomer take a connection a waiter was woken for.
-        "poolclass": FairAsyncPool,
         "hide_parameters": True,  # (as above: no personal data in error messages and logs)
     }
+    if fair:
+        kwargs["poolclass"] = FairAsyncPool
     engine = create_async_engine(url, **kwargs)
     event.listen(engine.sync_engine, "handle_error", _values_hidden)
     return engine

@@ -50,8 +50,8 @@ class raw_asyncpg:  # (named as the function it stands for: `async with raw_asyn
     ) -> None:
         pooled, self._pooled = self._pooled, None
         # In a greenlet, as SQLAlchemy's own AsyncConnection.close does: the check-in may
-        # close the connection (an overflow one the pool has no room for, an invalidated
-        # one), and closing an asyncpg connection awaits.
+        # close the connection (an overflow one the pool has no room for), and closing an
+        # asyncpg connection awaits. (A soft-invalidated one is replaced at its next checkout.)
         await greenlet_spawn(_check_in, pooled, exc)
 
 

@@ -104,16 +104,33 @@ async def test_a_caller_that_gives_up_leaves_the_load_to_the_others() -> None:
     assert src.asked == 1  # the load went on for the waiter: one question, not two
 
 
-async def test_a_value_past_half_its_ttl_is_read_again_in_the_background() -> None:
-    cache: TtlCache[str, str] = TtlCache(0.4)
+class Clock:
+    """The caches' clock, moved by hand (so no test depends on how long a sleep takes)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    c = Clock()
+    monkeypatch.setattr("serve_app.caches.time", c)
+    return c
+
+
+async def test_a_value_past_half_its_ttl_is_read_again_in_the_background(clock: Clock) -> None:
+    cache: TtlCache[str, str] = TtlCache(1.0)
     src = Source()
     src.release.set()
     assert await cache.get("k", src.load) == "v1"
     src.release.clear()  # from now on a load waits until released
     src.value = "v2"
-    await asyncio.sleep(0.25)
+    clock.now += 0.6
     # Answered from the cache at once, though the load it started has not finished.
-    readers = [await asyncio.wait_for(cache.get("k", src.load), 0.05) for _ in range(20)]
+    readers = [await asyncio.wait_for(cache.get("k", src.load), 1) for _ in range(20)]
     assert readers == ["v1"] * 20
     await asked(src, 2)
     assert src.asked == 2  # twenty requests, one reload
@@ -124,16 +141,20 @@ async def test_a_value_past_half_its_ttl_is_read_again_in_the_background() -> No
     assert src.asked == 2
 
 
-async def test_a_value_is_never_served_past_its_ttl_even_when_its_reload_failed() -> None:
-    cache: TtlCache[str, str] = TtlCache(0.2)
+async def test_a_value_is_never_served_past_its_ttl_even_when_its_reload_failed(
+    clock: Clock,
+) -> None:
+    cache: TtlCache[str, str] = TtlCache(1.0)
     src = Source()
     src.release.set()
     assert await cache.get("k", src.load) == "v1"
     src.fail = RuntimeError("database down")
-    await asyncio.sleep(0.12)
+    clock.now += 0.6
     assert await cache.get("k", src.load) == "v1"  # the reload ahead fails in the background
     await asked(src, 2)
-    await asyncio.sleep(0.1)  # now past the ttl: the request waits for a load of its own
+    for _ in range(5):
+        await asyncio.sleep(0)
+    clock.now += 0.5  # now past the ttl: the request waits for a load of its own
     with pytest.raises(RuntimeError, match="database down"):
         await cache.get("k", src.load)
     src.fail = None

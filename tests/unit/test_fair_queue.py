@@ -74,3 +74,23 @@ async def test_an_item_handed_over_as_the_last_waiter_gave_up_is_kept() -> None:
     with pytest.raises(asyncio.CancelledError):
         await only
     assert q.get_nowait() == "conn"  # not lost: the pool's connection is still there
+
+
+async def test_a_waiter_cancelled_after_the_queue_filled_behind_it_loses_nothing() -> None:
+    """A waiter handed an item, then cancelled once returns had filled the queue behind it,
+    still passes its item on: it is kept, past maxsize, rather than lost (neither pooled nor
+    closed), and the waiter's caller sees its cancellation, not a full queue."""
+    q: FairQueue[str] = FairQueue(maxsize=2)
+    waiter = asyncio.ensure_future(q.get())
+    await asyncio.sleep(0)
+    q.put_nowait("first")  # handed over; the waiter has not run yet
+    q.put_nowait("second")
+    q.put_nowait("third")
+    assert q.full()
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert q.qsize() == 3
+    assert sorted(q.get_nowait() for _ in range(3)) == ["first", "second", "third"]
+    q.put_nowait("back")  # (room again once taken)
+    assert q.get_nowait() == "back"
