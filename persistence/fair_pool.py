@@ -19,8 +19,9 @@ asyncio pool with that queue, as `make_engine(..., fair=True)` builds it for the
 replicas. Everything else about the pool (its size, its overflow, its timeout,
 invalidation) is SQLAlchemy's. The price: a connection handed over waits for its waiter's
 next turn of the loop instead of serving whoever is running, so under a moderate load each
-connection does less (order moves at 16 in flight on 10 connections: p99 6.7-7.8 ms against
-4.3-5.4 ms on SQLAlchemy's pool), which is why the order hosts keep SQLAlchemy's.
+connection does less (`bench.order_moves --pool 8`, 16 in flight on 8 + 2 connections: p99
+6.7-7.8 ms against 4.3-5.4 ms on SQLAlchemy's pool), which is why the order hosts, the
+supplier hosts and the settlement actor keep SQLAlchemy's.
 """
 
 from __future__ import annotations
@@ -100,8 +101,10 @@ class FairQueue(Generic[T]):
     def _pass_on(self, item: T) -> None:
         """An item a waiter was handed but did not take: to the next waiter, else kept even
         past `maxsize`. (Returns that came meanwhile may have filled the queue; an item
-        refused here would be lost, neither pooled nor closed. Kept, the pool holds one
-        connection more than its size until a later return finds it full and closes one.)"""
+        refused here would be lost, neither pooled nor closed. Kept, the queue holds more
+        idle connections than its size until checkouts take them: a return that finds it
+        full closes itself, as always, and the pool never holds more than its size plus its
+        overflow.)"""
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():

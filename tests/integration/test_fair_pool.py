@@ -72,6 +72,7 @@ async def test_raw_overflow_connections_are_closed_when_they_come_back(
 ) -> None:
     url = postgres.create_database(f"raw_overflow_{int(fair)}")
     engine = make_engine(url, pool_size=2, fair=fair)  # (and 2 overflow)
+    assert type(engine.sync_engine.pool) is (FairAsyncPool if fair else AsyncAdaptedQueuePool)
     name = url.rsplit("/", 1)[1]
     watcher = await asyncpg.connect(url.replace("+asyncpg", ""))
 

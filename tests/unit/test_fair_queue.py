@@ -5,10 +5,12 @@ gives up."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
+from sqlalchemy.util import greenlet_spawn
 
-from persistence.fair_pool import FairQueue
+from persistence.fair_pool import FairAsyncPool, FairQueue
 
 
 async def test_an_item_goes_to_the_longest_waiter_not_to_a_newcomer() -> None:
@@ -94,3 +96,47 @@ async def test_a_waiter_cancelled_after_the_queue_filled_behind_it_loses_nothing
     assert sorted(q.get_nowait() for _ in range(3)) == ["first", "second", "third"]
     q.put_nowait("back")  # (room again once taken)
     assert q.get_nowait() == "back"
+
+
+async def test_the_pool_loses_no_connection_to_a_waiter_cancelled_after_its_hand_over() -> None:
+    """The same on SQLAlchemy's pool around the queue, with connections that count their
+    closes: every connection made is either idle in the pool or closed, and the overflow
+    count comes back to zero once the pool is disposed."""
+    made: list[object] = []
+    closed: list[object] = []
+
+    class Conn:
+        def __init__(self) -> None:
+            made.append(self)
+
+        def rollback(self) -> None:
+            pass
+
+        def close(self) -> None:
+            closed.append(self)
+
+    def creator() -> Any:
+        return Conn()
+
+    pool = FairAsyncPool(creator, pool_size=2, max_overflow=2, timeout=5)
+    held = [await greenlet_spawn(pool.connect) for _ in range(4)]  # the pool's 2, and 2 more
+    waiter = asyncio.ensure_future(greenlet_spawn(pool.connect))
+    await asyncio.sleep(0.01)  # it waits in line
+
+    # One comes back (handed to the waiter, which has not run yet), then two more fill the
+    # queue behind it; then the waiter gives up.
+    def three_back() -> None:
+        for h in held[:3]:
+            h.close()
+
+    await greenlet_spawn(three_back)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    await greenlet_spawn(held[3].close)  # the queue is over full: this one closes itself
+    assert pool.checkedout() == 0
+    assert len(made) == 4
+    assert len(closed) == 1
+    assert pool.checkedin() == 3  # nothing lost: 4 made, 1 closed, 3 idle
+    await greenlet_spawn(pool.dispose)
+    assert len(closed) == 4
