@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import QueuePool
 from sqlalchemy.util import greenlet_spawn
 
 
@@ -49,9 +50,22 @@ class raw_asyncpg:  # (named as the function it stands for: `async with raw_asyn
         _tb: TracebackType | None,
     ) -> None:
         pooled, self._pooled = self._pooled, None
-        # In a greenlet, as SQLAlchemy's own AsyncConnection.close does: the check-in may
-        # close the connection (an overflow one the pool has no room for), and closing an
-        # asyncpg connection awaits. (A soft-invalidated one is replaced at its next checkout.)
+        pool = self._engine.pool
+        if (
+            (exc is None or isinstance(exc, Exception))
+            and not pooled.driver_connection.is_closed()
+            and isinstance(pool, QueuePool)
+            and pool.checkedin() < pool.size()
+        ):
+            # A sound connection the pool has room for (or a waiter to hand it to): its
+            # check-in awaits nothing (no transaction of SQLAlchemy's to roll back, nothing
+            # to close), so it is done here, without a greenlet (about 10 µs a move).
+            pooled.close()
+            return
+        # Otherwise in a greenlet, as SQLAlchemy's own AsyncConnection.close does: the
+        # check-in may close the connection (an overflow one the pool has no room for), and
+        # closing an asyncpg connection awaits. (A soft-invalidated one is replaced at its
+        # next checkout.)
         await greenlet_spawn(_check_in, pooled, exc)
 
 
