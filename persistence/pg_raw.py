@@ -10,6 +10,10 @@ replaces it on its next checkout, as SQLAlchemy would. asyncpg prepares each sta
 per connection and keeps it in its statement cache, so the SQL text is the cache key:
 callers pass constant strings.
 
+Callers use the asyncpg connection only, never SQLAlchemy's adapter around it (its cursor
+would open a transaction of the adapter's, which a check-in must roll back): a check-in of a
+sound connection the pool keeps then awaits nothing and is done without a greenlet.
+
 Only for PostgreSQL through asyncpg (`raw_capable`); every caller keeps its SQLAlchemy path
 for SQLite and for when the raw one fails.
 """
@@ -33,13 +37,17 @@ class raw_asyncpg:  # (named as the function it stands for: `async with raw_asyn
     an `asynccontextmanager`: this is on every order move, and a generator-based manager
     costs about 3 µs more per use.)"""
 
-    __slots__ = ("_engine", "_pooled")
+    __slots__ = ("_engine", "_pool", "_pooled")
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._pool: Any = None
         self._pooled: Any = None
 
     async def __aenter__(self) -> Any:
+        # The pool it comes from (a dispose may give the engine a new one meanwhile; the
+        # connection goes back to its own).
+        self._pool = self._engine.pool
         self._pooled = await self._engine.raw_connection()
         return self._pooled.driver_connection
 
@@ -50,7 +58,7 @@ class raw_asyncpg:  # (named as the function it stands for: `async with raw_asyn
         _tb: TracebackType | None,
     ) -> None:
         pooled, self._pooled = self._pooled, None
-        pool = self._engine.pool
+        pool = self._pool
         if (
             (exc is None or isinstance(exc, Exception))
             and not pooled.driver_connection.is_closed()
@@ -58,8 +66,9 @@ class raw_asyncpg:  # (named as the function it stands for: `async with raw_asyn
             and pool.checkedin() < pool.size()
         ):
             # A sound connection the pool has room for (or a waiter to hand it to): its
-            # check-in awaits nothing (no transaction of SQLAlchemy's to roll back, nothing
-            # to close), so it is done here, without a greenlet (about 10 µs a move).
+            # check-in awaits nothing (nothing to close, and no transaction of SQLAlchemy's
+            # adapter to roll back: callers use the asyncpg connection only, never the
+            # adapter's cursor), so it is done here, without a greenlet.
             pooled.close()
             return
         # Otherwise in a greenlet, as SQLAlchemy's own AsyncConnection.close does: the
