@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -106,3 +107,23 @@ async def test_raw_overflow_connections_are_closed_when_they_come_back(
     finally:
         await watcher.close()
         await engine.dispose()
+
+
+async def test_the_api_replicas_engine_is_fair_and_an_order_hosts_is_not(
+    tmp_path: Path,
+) -> None:
+    """The API replica's state builds its engine fair; an order host's (`make_engine` as
+    actors/order_actor.py calls it) keeps SQLAlchemy's pool. (Building an engine connects to
+    nothing: no server is needed here.)"""
+    from serve_app.state import PlatformState
+    from showdist.settings import Settings
+
+    url = "postgresql+asyncpg://showdist@127.0.0.1:9/none"
+    state = PlatformState(Settings(data_dir=tmp_path, database_url=url))
+    try:
+        assert type(state.engine.sync_engine.pool) is FairAsyncPool
+    finally:
+        await state.aclose()
+    host_engine = make_engine(url, pool_size=4)
+    assert type(host_engine.sync_engine.pool) is AsyncAdaptedQueuePool
+    await host_engine.dispose()
