@@ -65,14 +65,20 @@ class FairQueue(Generic[T]):
         return len(self._items)
 
     def put_nowait(self, item: T) -> None:
+        if self._handed_over(item):
+            return
+        if self.full():
+            raise asyncio.QueueFull
+        self._items.append(item)
+
+    def _handed_over(self, item: T) -> bool:
+        """Whether `item` went to the longest live waiter (there was one)."""
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(item)
-                return
-        if self.full():
-            raise asyncio.QueueFull
-        self._items.append(item)
+                return True
+        return False
 
     async def put(self, item: T) -> None:
         self.put_nowait(item)  # (the pool never puts more than it has taken out)
@@ -105,12 +111,8 @@ class FairQueue(Generic[T]):
         idle connections than its size until checkouts take them: a return that finds it
         full closes itself, as always, and the pool never holds more than its size plus its
         overflow.)"""
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(item)
-                return
-        self._items.append(item)
+        if not self._handed_over(item):
+            self._items.append(item)
 
 
 class FairAsyncAdaptedQueue(AsyncAdaptedQueue[ConnectionPoolEntry]):

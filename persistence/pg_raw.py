@@ -59,12 +59,12 @@ class raw_asyncpg:  # (named as the function it stands for: `async with raw_asyn
     ) -> None:
         pooled, self._pooled = self._pooled, None
         pool = self._pool
-        if (
-            (exc is None or isinstance(exc, Exception))
-            and not pooled.driver_connection.is_closed()
-            and isinstance(pool, QueuePool)
-            and pool.checkedin() < pool.size()
-        ):
+        # Dropped by the server, or left mid-statement by a cancel (anything not an
+        # Exception); or closed under a statement whose failure the block dealt with.
+        unsound = (exc is not None and not isinstance(exc, Exception)) or (
+            pooled.driver_connection.is_closed()
+        )
+        if not unsound and isinstance(pool, QueuePool) and pool.checkedin() < pool.size():
             # A sound connection the pool has room for (or a waiter to hand it to): its
             # check-in awaits nothing (nothing to close, and no transaction of SQLAlchemy's
             # adapter to roll back: callers use the asyncpg connection only, never the
@@ -75,16 +75,12 @@ class raw_asyncpg:  # (named as the function it stands for: `async with raw_asyn
         # check-in may close the connection (an overflow one the pool has no room for), and
         # closing an asyncpg connection awaits. (A soft-invalidated one is replaced at its
         # next checkout.)
-        await greenlet_spawn(_check_in, pooled, exc)
+        await greenlet_spawn(_check_in, pooled, unsound, exc)
 
 
-def _check_in(pooled: Any, exc: BaseException | None) -> None:
+def _check_in(pooled: Any, unsound: bool, exc: BaseException | None) -> None:
     try:
-        # Dropped by the server, or left mid-statement by a cancel (anything not an
-        # Exception); or closed under a statement whose failure the block dealt with.
-        if (exc is not None and not isinstance(exc, Exception)) or (
-            pooled.driver_connection.is_closed()
-        ):
+        if unsound:
             pooled.invalidate(exc, soft=True)
     finally:
         pooled.close()
