@@ -6,13 +6,20 @@ walks /proc once, keeps the benchmark's own process and its descendants, and sum
 and system time by role (read from the process's title: Ray names its workers
 `ray::ClassName.method`). The difference of two snapshots over a timed run, divided by the
 lifecycles it completed, is the CPU each role spent per lifecycle.
+
+A process that ends during the run still counts: its parent's /proc record carries the CPU
+of the children it has waited for (`cutime` + `cstime`), and the difference of that, less
+what an ended child had spent before the first snapshot, is charged to the parent's role.
+That is how PostgreSQL's backends count when a pool closes a connection mid-run (before
+2026-12-04 they were left out, and PostgreSQL's figure fell short whenever a pool churned).
+The load client's own children (py-spy, pg_ctl) are the benchmark's tools, not counted.
 """
 
 from __future__ import annotations
 
 import os
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -48,13 +55,14 @@ def _read(path: str) -> str | None:
         return None
 
 
-def _stat(pid: int) -> tuple[int, int] | None:
-    """(parent pid, user + system ticks) of one process."""
+def _stat(pid: int) -> tuple[int, int, int] | None:
+    """(parent pid, user + system ticks, the same of the children it has waited for) of one
+    process."""
     raw = _read(f"/proc/{pid}/stat")
     if raw is None:
         return None
     fields = raw[raw.rfind(")") + 2 :].split()
-    return int(fields[1]), int(fields[11]) + int(fields[12])
+    return int(fields[1]), int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
 
 
 def _role(pid: int, me: int) -> str:
@@ -77,6 +85,8 @@ class CpuSnapshot:
 
     seconds: dict[int, float]
     roles: dict[int, str]
+    reaped: dict[int, float] = field(default_factory=dict)  # its waited-for children's CPU
+    parents: dict[int, int] = field(default_factory=dict)
 
     @classmethod
     def take(cls, extra_roots: tuple[int, ...] = ()) -> CpuSnapshot:
@@ -85,11 +95,12 @@ class CpuSnapshot:
         me = os.getpid()
         parents: dict[int, int] = {}
         ticks: dict[int, int] = {}
+        reaped: dict[int, int] = {}
         for name in os.listdir("/proc"):
             if name.isdigit():
                 st = _stat(int(name))
                 if st is not None:
-                    parents[int(name)], ticks[int(name)] = st
+                    parents[int(name)], ticks[int(name)], reaped[int(name)] = st
         children: dict[int, list[int]] = defaultdict(list)
         for pid, parent in parents.items():
             children[parent].append(pid)
@@ -98,17 +109,30 @@ class CpuSnapshot:
             pid = todo.pop()
             mine.append(pid)
             todo.extend(children.get(pid, ()))
+        mine = [pid for pid in mine if pid in ticks]
+        roles = {pid: _role(pid, me) for pid in mine}
         return cls(
-            {pid: ticks[pid] / _TICK for pid in mine if pid in ticks},
-            {pid: _role(pid, me) for pid in mine},
+            {pid: ticks[pid] / _TICK for pid in mine},
+            roles,
+            # The load client's children are the benchmark's tools (py-spy, pg_ctl).
+            {pid: reaped[pid] / _TICK for pid in mine if roles[pid] != "load client"},
+            {pid: parents[pid] for pid in mine},
         )
 
     def since(self, before: CpuSnapshot) -> dict[str, float]:
-        """CPU seconds by role between `before` and this snapshot (a process that started in
-        between counts from zero; one that ended in between is not counted)."""
+        """CPU seconds by role between `before` and this snapshot. A process that started in
+        between counts from zero; one that ended in between counts in its parent's role, from
+        the CPU its parent has reaped (less what it had spent before `before`)."""
         by_role: dict[str, float] = defaultdict(float)
         for pid, secs in self.seconds.items():
-            by_role[self.roles[pid]] += secs - before.seconds.get(pid, 0.0)
+            role = self.roles[pid]
+            by_role[role] += secs - before.seconds.get(pid, 0.0)
+            by_role[role] += self.reaped.get(pid, 0.0) - before.reaped.get(pid, 0.0)
+        for pid, secs in before.seconds.items():
+            parent = before.parents.get(pid)
+            if pid not in self.seconds and parent in self.reaped:
+                # Its whole life is in the parent's reaped CPU; only the part since counts.
+                by_role[self.roles[parent]] -= secs + before.reaped.get(pid, 0.0)
         return dict(by_role)
 
 
