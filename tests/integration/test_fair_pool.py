@@ -71,9 +71,11 @@ async def test_sqlalchemys_own_pool_passes_some_waiters_over_the_same_load(
 async def test_raw_overflow_connections_are_closed_when_they_come_back(
     postgres: PostgresServer, caplog: pytest.LogCaptureFixture, fair: bool
 ) -> None:
+    """A pool with overflow (not `make_engine`'s any more: it keeps what it opens) closes the
+    connections past its size as they come back, raw ones too."""
     url = postgres.create_database(f"raw_overflow_{int(fair)}")
-    engine = make_engine(url, pool_size=2, fair=fair)  # (and 2 overflow)
-    assert type(engine.sync_engine.pool) is (FairAsyncPool if fair else AsyncAdaptedQueuePool)
+    pool_class = FairAsyncPool if fair else AsyncAdaptedQueuePool
+    engine = create_async_engine(url, pool_size=2, max_overflow=2, poolclass=pool_class)
     name = url.rsplit("/", 1)[1]
     watcher = await asyncpg.connect(url.replace("+asyncpg", ""))
 
@@ -127,3 +129,52 @@ async def test_the_api_replicas_engine_is_fair_and_an_order_hosts_is_not(
     host_engine = make_engine(url, pool_size=4)
     assert type(host_engine.sync_engine.pool) is AsyncAdaptedQueuePool
     await host_engine.dispose()
+
+
+@pytest.mark.parametrize("fair", [False, True])
+async def test_the_platforms_pool_keeps_every_connection_it_opens_and_opens_no_more(
+    postgres: PostgresServer, fair: bool
+) -> None:
+    """`make_engine(pool_size=2)` opens at most 2 + 2 connections and keeps them: a fifth
+    caller waits for one, and a second burst starts no PostgreSQL backend (SQLAlchemy's
+    overflow closed two of them each time and opened them again)."""
+    url = postgres.create_database(f"keeps_{int(fair)}")
+    name = url.rsplit("/", 1)[1]
+    engine = make_engine(url, pool_size=2, fair=fair)
+    watcher = await asyncpg.connect(url.replace("+asyncpg", ""))
+
+    async def open_here() -> int:
+        n = await watcher.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            name,
+        )
+        return int(n)
+
+    async def burst() -> set[int]:
+        """Five callers at once, each holding its connection until four are in."""
+        four_in = asyncio.Event()
+        inside, pids = 0, set()
+
+        async def hold() -> None:
+            nonlocal inside
+            async with engine.connect() as conn:
+                pids.add(int((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()))
+                inside += 1
+                if inside == 4:
+                    four_in.set()
+                await four_in.wait()
+
+        callers = [asyncio.ensure_future(hold()) for _ in range(5)]
+        await asyncio.wait_for(four_in.wait(), 10)
+        assert await open_here() == 4  # the fifth waits
+        await asyncio.gather(*callers)
+        assert inside == 5
+        return pids
+
+    try:
+        first = await burst()
+        assert await open_here() == 4  # all kept
+        assert await burst() == first  # the same four backends served the second burst
+    finally:
+        await watcher.close()
+        await engine.dispose()
