@@ -8,8 +8,10 @@ Against PostgreSQL, Redis and the sandbox supplier (a box office of its own with
 seats), how many were refused `sold_out` (every other one) and any other answer (must be
 none), the lock calls the supplier received, p50/p99 of the locks and of the refusals (all of
 them, those after the first refusal, when the tier is known to be sold out, and those asked
-after the last lock was answered), CPU per attempt by process, and as the baseline from the
-same run the cheapest signed call (a GET of one order) at the same concurrency.
+after the last lock was answered), CPU per attempt by process, and as the baselines from the
+same run the cheapest signed call (a GET of one order) and the cheapest call of all (an
+unsigned `GET /healthz`, the floor of any answer through HAProxy and the replica) at the
+same concurrency.
 """
 
 from __future__ import annotations
@@ -95,6 +97,25 @@ async def signed_get_baseline(s: Stack, sale: FlashSale, order_id: str, n: int, 
     return t
 
 
+async def healthz_baseline(s: Stack, sale: FlashSale, n: int, c: int) -> Timings:
+    """The floor: an unsigned `GET /healthz` (no signature, no Redis, no database) through
+    the same HAProxy and replica at the same concurrency."""
+    t = Timings("unsigned GET /healthz")
+    client = FastSignedClient(s.world.base_url, sale.sellers[0], max_connections=c)
+
+    async def one(_: int) -> None:
+        started = time.perf_counter()
+        r = await client.get("/healthz")
+        assert r.status_code == 200, r.status_code
+        t.add((time.perf_counter() - started) * 1000.0)
+
+    try:
+        await run_concurrently(n, c, one)
+    finally:
+        await client.aclose()
+    return t
+
+
 async def main_async(
     s: Stack,
     attempts: int,
@@ -121,6 +142,7 @@ async def main_async(
         supplier_calls = sale.box_office.counters()["lock"] - calls_before
         inventory = next(iter(sale.box_office.inventory().values()))
         baseline = await signed_get_baseline(s, sale, some, min(attempts, 5000), concurrency)
+        floor = await healthz_baseline(s, sale, min(attempts, 5000), concurrency)
     finally:
         await sale.retire(admin)
         await admin.aclose()
@@ -133,12 +155,13 @@ async def main_async(
     exact = answers["LOCKED"] == seats and answers["409 sold_out"] == attempts - seats
     print(f"  exactly {seats} LOCKED, every other one sold_out: {'yes' if exact else 'NO'}")
     print(f"  supplier lock calls: {supplier_calls}  (box office now {inventory})")
-    for t in (locks, refusals, known, after, baseline):
+    for t in (locks, refusals, known, after, baseline, floor):
         print("  " + t.line())
-    if baseline.samples_ms and known.samples_ms:
+    if baseline.samples_ms and floor.samples_ms and known.samples_ms:
         print(
             f"  ratio: known refusals' p99 is {known.pct(0.99) / baseline.pct(0.99):.2f}x "
-            "the signed GET's p99 (target p99 <= 20 ms)"
+            f"the signed GET's p99 and {known.pct(0.99) / floor.pct(0.99):.2f}x "
+            "the unsigned /healthz's (target p99 <= 20 ms)"
         )
     print("  CPU per attempt, by process (/proc):")
     print("\n".join(cpu_lines(spent, attempts, unit="attempt")))
