@@ -7,12 +7,14 @@ and system time by role (read from the process's title: Ray names its workers
 `ray::ClassName.method`). The difference of two snapshots over a timed run, divided by the
 lifecycles it completed, is the CPU each role spent per lifecycle.
 
-A process that ends during the run still counts: its parent's /proc record carries the CPU
-of the children it has waited for (`cutime` + `cstime`), and the difference of that, less
-what an ended child had spent before the first snapshot, is charged to the parent's role.
-That is how PostgreSQL's backends count when a pool closes a connection mid-run (before
-2026-12-04 they were left out, and PostgreSQL's figure fell short whenever a pool churned).
-The load client's own children (py-spy, pg_ctl) are the benchmark's tools, not counted.
+A process that ends during the run still counts when its parent waits for it: the parent's
+/proc record carries the CPU of the children it has waited for (`cutime` + `cstime`), and the
+difference of that, less what an ended child had spent before the first snapshot, is charged
+to the parent's role. That is how PostgreSQL's backends count when a pool closes a connection
+mid-run (before 2026-12-04 they were left out, and PostgreSQL's figure fell short whenever a
+pool churned). A parent that ignores SIGCHLD (Ray's raylet, for its workers) reaps nothing
+into its record, so a Ray worker that ends mid-run is still left out. The load client's own
+children (py-spy, pg_ctl) are the benchmark's tools, not counted.
 """
 
 from __future__ import annotations
@@ -121,18 +123,26 @@ class CpuSnapshot:
 
     def since(self, before: CpuSnapshot) -> dict[str, float]:
         """CPU seconds by role between `before` and this snapshot. A process that started in
-        between counts from zero; one that ended in between counts in its parent's role, from
-        the CPU its parent has reaped (less what it had spent before `before`)."""
+        between counts from zero; one that ended in between counts in the role of its
+        nearest ancestor still running, from the CPU that ancestor has reaped since, less
+        what the ended ones had spent before `before`. Never below zero: a parent that
+        ignores SIGCHLD (Ray's raylet does) reaps nothing into its own record, and what its
+        ended children spent is lost, as it was before."""
         by_role: dict[str, float] = defaultdict(float)
         for pid, secs in self.seconds.items():
-            role = self.roles[pid]
-            by_role[role] += secs - before.seconds.get(pid, 0.0)
-            by_role[role] += self.reaped.get(pid, 0.0) - before.reaped.get(pid, 0.0)
+            by_role[self.roles[pid]] += secs - before.seconds.get(pid, 0.0)
+        earlier: dict[int, float] = defaultdict(float)  # by the ancestor that reaped it
         for pid, secs in before.seconds.items():
-            parent = before.parents.get(pid)
-            if pid not in self.seconds and parent in self.reaped:
-                # Its whole life is in the parent's reaped CPU; only the part since counts.
-                by_role[self.roles[parent]] -= secs + before.reaped.get(pid, 0.0)
+            if pid in self.seconds:
+                continue
+            ancestor = before.parents.get(pid)
+            while ancestor is not None and ancestor not in self.seconds:
+                ancestor = before.parents.get(ancestor)
+            if ancestor is not None:
+                earlier[ancestor] += secs + before.reaped.get(pid, 0.0)
+        for pid, reaped in self.reaped.items():
+            since = reaped - before.reaped.get(pid, 0.0) - earlier.get(pid, 0.0)
+            by_role[self.roles[pid]] += max(0.0, since)
         return dict(by_role)
 
 

@@ -72,8 +72,9 @@ class raw_asyncpg:  # (named as the function it stands for: `async with raw_asyn
             pooled.close()
             return
         # Otherwise in a greenlet, as SQLAlchemy's own AsyncConnection.close does: the
-        # check-in may close the connection (an overflow one the pool has no room for), and
-        # closing an asyncpg connection awaits. (A soft-invalidated one is replaced at its
+        # check-in may close the connection (an unsound one, or in a pool with overflow one
+        # it has no room for; make_engine's pools have no overflow), and closing an asyncpg
+        # connection awaits. (A soft-invalidated one is replaced at its
         # next checkout.)
         await greenlet_spawn(_check_in, pooled, unsound, exc)
 

@@ -173,6 +173,7 @@ async def test_the_platforms_pool_keeps_every_connection_it_opens_and_opens_no_m
 
     try:
         first = await burst()
+        assert len(first) == 4  # five callers on four connections: one waited for another's
         assert await open_here() == 4  # all kept
         assert await burst() == first  # the same four backends served the second burst
     finally:

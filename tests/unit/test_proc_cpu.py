@@ -26,10 +26,13 @@ print("half", flush=True)
 sys.stdin.readline()
 burn(0.5)
 """
-# Runs the burner, waits for it to end (reaping it), says so, waits for a line.
+# Runs the burner, waits for it to end (reaping it, unless it ignores SIGCHLD, when the
+# kernel reaps it), says so, waits for a line.
 _PARENT = f"""
-import subprocess, sys
-subprocess.run([sys.executable, "-c", {_BURNER!r}], check=True)
+import signal, subprocess, sys
+if sys.argv[1:] == ["ignore-sigchld"]:
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+subprocess.Popen([sys.executable, "-c", {_BURNER!r}]).wait()
 print("reaped", flush=True)
 sys.stdin.readline()
 """
@@ -57,9 +60,9 @@ def under(snap: CpuSnapshot, root: int) -> CpuSnapshot:
 
 
 @contextmanager
-def parent_of_a_burner() -> Iterator[tuple[int, IO[str], IO[str]]]:
+def parent_of_a_burner(*args: str) -> Iterator[tuple[int, IO[str], IO[str]]]:
     p = subprocess.Popen(
-        [sys.executable, "-c", _PARENT],
+        [sys.executable, "-c", _PARENT, *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -99,3 +102,16 @@ def test_a_process_that_ends_mid_run_counts_only_what_it_spent_since() -> None:
         spent = under(CpuSnapshot.take(), pid).since(before)
     # 0.2 s: not 0 (left out, as before), nor 0.5 (its whole life counted).
     assert 0.15 <= spent.get("other", 0.0) < 0.3
+
+
+def test_a_parent_that_ignores_sigchld_counts_nothing_and_never_below_zero() -> None:
+    """Ray's raylet ignores SIGCHLD: the kernel reaps its children and their CPU reaches no
+    record. A worker of it that ends mid-run is left out, never subtracted."""
+    with parent_of_a_burner("ignore-sigchld") as (pid, stdin, stdout):
+        assert stdout.readline().strip() == "half"
+        before = under(CpuSnapshot.take(), pid)
+        assert len(before.seconds) == 2
+        say(stdin, "go")
+        assert stdout.readline().strip() == "reaped"
+        spent = under(CpuSnapshot.take(), pid).since(before)
+    assert 0.0 <= spent.get("other", 0.0) < 0.1
